@@ -1,0 +1,1 @@
+"""fle-chaos orchestrator: ensembles behind Toxiproxy, fault plans, invariants, reports."""

@@ -1,0 +1,1 @@
+"""A ZooKeeper FastLeaderElection peer: pure core, wire codec, asyncio shell."""

@@ -100,7 +100,7 @@ class JournalWriter:
         self._seq = 0
         self._journal = empty_journal()
         self._journal["run"] = {"started_at": self._started_at}
-        self._fh = open(self.run_dir / JOURNAL_JSONL, "a", encoding="utf-8", buffering=1)
+        self._fh = open(self.run_dir / JOURNAL_JSONL, "w", encoding="utf-8", buffering=1)
         self._write_line({"header": {"schema_version": SCHEMA_VERSION, "run": {"started_at": self._started_at}}}, sync=True)
 
     @property

@@ -125,7 +125,7 @@ class Storage:
 
     def __init__(self, data_dir: Path, data_log_dir: Path | None = None,
                  emit: Emit | None = None) -> None:
-        self._emit: Emit = emit or (lambda event, fields: None)
+        self._emit: Emit = emit if emit is not None else (lambda event, fields: None)
         self.snap_dir = Path(data_dir) / "version-2"
         self.log_dir = Path(data_log_dir or data_dir) / "version-2"
         try:

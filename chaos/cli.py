@@ -1,0 +1,289 @@
+"""`chaos` / `flechaos`: run, validate, list, schema, report.
+
+Exit codes CI can read: 0 every invariant valid, 1 an invariant invalid,
+2 bad plan or usage (nothing started), 3 infrastructure failure or unknown
+verdict (includes Ctrl-C/SIGTERM).
+"""
+from __future__ import annotations
+
+import os
+import shlex
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import click
+
+__all__ = ["main", "cli"]
+
+EXIT_OK, EXIT_INVALID, EXIT_USAGE, EXIT_INFRA = 0, 1, 2, 3
+
+
+def _load(path: str):
+    from chaos.plan import PlanError, load_plan  # noqa: F401
+    return load_plan(path)
+
+
+def _plan_error_type():
+    from chaos.plan import PlanError
+    return PlanError
+
+
+def _print_errors(err: Exception) -> None:
+    for e in getattr(err, "errors", None) or [err]:
+        click.echo(str(e), err=True)
+
+
+def _combine(codes: list[int]) -> int:
+    """One exit code for several runs: a violation beats an infrastructure
+    problem, which beats success."""
+    for c in (EXIT_USAGE, EXIT_INVALID, EXIT_INFRA):
+        if c in codes:
+            return c
+    return EXIT_OK
+
+
+class _Group(click.Group):
+    def main(self, *a, **kw):  # click's usage errors exit 2 already
+        return super().main(*a, **kw)
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+def cli() -> None:
+    """Chaos tests for ZooKeeper-style leader election."""
+
+
+@cli.command()
+@click.argument("plans", nargs=-1)
+@click.option("--seed", type=int, default=None, help="Seed for every random choice (default: the plan's, else random).")
+@click.option("--repeat", "repeat", type=click.IntRange(1), default=1, help="Run each plan K times.")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Run directory (with several runs: a parent directory for them).")
+@click.option("--time-limit", type=str, default=None, help="Bound for the whole run, e.g. 90s (overrides the plan).")
+@click.option("--toxiproxy", "toxiproxy_url", default=None, help="Use a running Toxiproxy at URL.")
+@click.option("--toxiproxy-bin", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="Launch this toxiproxy-server binary.")
+@click.option("--replay", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
+              help="Re-apply the resolved choices of an earlier run.")
+@click.option("--jobs", type=click.IntRange(1), default=1, help="Runs in parallel (separate processes).")
+def run(plans, seed, repeat, out, time_limit, toxiproxy_url, toxiproxy_bin, replay, jobs) -> None:
+    """Run PLAN(s); print the seed and where the journal and report are."""
+    if toxiproxy_url and toxiproxy_bin:
+        raise click.UsageError("--toxiproxy and --toxiproxy-bin exclude each other")
+    if not plans and replay is not None:
+        from chaos.journal import load as load_journal
+        p = load_journal(replay).get("run", {}).get("plan_path")
+        if not p:
+            raise click.UsageError(f"{replay}: the journal names no plan; give PLAN")
+        plans = (p,)
+    if not plans:
+        raise click.UsageError("give at least one PLAN")
+    limit = None
+    if time_limit is not None:
+        limit = _seconds(time_limit)
+        if limit is None:
+            raise click.UsageError(f"--time-limit: expected a duration like 90s, got {time_limit!r}")
+    PlanError = _plan_error_type()
+    loaded = []
+    bad = False
+    for p in plans:
+        try:
+            loaded.append(_load(p))
+        except PlanError as e:
+            _print_errors(e)
+            bad = True
+        except OSError as e:
+            click.echo(f"{p}: {e.strerror or e}", err=True)
+            bad = True
+    if bad:
+        sys.exit(EXIT_USAGE)
+    runs = [(plan, k) for plan in loaded for k in range(repeat)]
+    multi = len(runs) > 1
+    if out is not None:
+        targets = [out / f"{plan.name}-{k + 1}" for plan, k in runs] if multi else [out]
+        used = [t for t in targets if (t / "journal.jsonl").exists()]
+        if used:
+            raise click.UsageError(f"{used[0]} already holds a run; pick another --out")
+    if jobs > 1 and multi:
+        sys.exit(_run_parallel(runs, jobs, seed=seed, out=out, limit=limit, toxiproxy_url=toxiproxy_url,
+                               toxiproxy_bin=toxiproxy_bin, replay=replay))
+    codes = []
+    for plan, k in runs:
+        run_out = out
+        if multi and out is not None:
+            run_out = out / f"{plan.name}-{k + 1}"
+        codes.append(_run_one(plan, seed, run_out, limit, toxiproxy_url, toxiproxy_bin, replay))
+    sys.exit(_combine(codes))
+
+
+def _seconds(text: str) -> float | None:
+    """A CLI duration: `90s`, `2m`, `1500ms`; a bare number is seconds here."""
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    try:
+        from chaos.plan.durations import parse_duration  # type: ignore
+        v = parse_duration(text)
+        return float(v) if v is not None else None
+    except Exception:
+        pass
+    t = text.strip()
+    try:
+        for suffix, mult in (("ms", 0.001), ("s", 1.0), ("m", 60.0)):
+            if t.endswith(suffix):
+                return float(t[: -len(suffix)]) * mult
+        return float(t)
+    except ValueError:
+        return None
+
+
+def _run_one(plan, seed, out, limit, toxiproxy_url, toxiproxy_bin, replay) -> int:
+    from chaos.runner import RunOptions, run_plan
+    opts = RunOptions(plan=plan, seed=seed, out=out, time_limit_s=limit, toxiproxy_url=toxiproxy_url,
+                      toxiproxy_bin=toxiproxy_bin, replay=replay,
+                      command=" ".join(shlex.quote(a) for a in ["chaos", *sys.argv[1:]]))
+    result = run_plan(opts)
+    click.echo(f"{plan.name}: seed {result.seed}", err=True)
+    summary = f"{plan.name}: verdict {result.verdict}, exit {result.exit_code}"
+    if result.error:
+        summary += f" ({result.error})"
+    click.echo(summary)
+    for r in result.invariants:
+        click.echo(f"  {r.verdict:8} {r.name}: {r.message}")
+    click.echo(f"  journal: {result.run_dir / 'journal.json'}")
+    click.echo(f"  report:  {result.run_dir / 'report.html'}")
+    click.echo(f"  replay:  chaos run {plan.source_path or plan.name} --seed {result.seed} --replay {result.run_dir}")
+    return result.exit_code
+
+
+def _run_parallel(runs, jobs, *, seed, out, limit, toxiproxy_url, toxiproxy_bin, replay) -> int:
+    """Each run in its own `python -m chaos run` process (PDEATHSIG needs the
+    spawning thread to live, and a crash of one run must not take the others)."""
+    from chaos import procs
+    from chaos.runner import default_run_dir
+    import signal as _signal
+
+    def _term(signum, frame):
+        raise KeyboardInterrupt
+
+    _signal.signal(_signal.SIGTERM, _term)
+    pending = list(runs)
+    active: list[tuple[object, str]] = []
+    codes: list[int] = []
+    try:
+        while pending or active:
+            while pending and len(active) < jobs:
+                plan, k = pending.pop(0)
+                run_out = (out / f"{plan.name}-{k + 1}") if out is not None else default_run_dir(plan.name)
+                run_out.parent.mkdir(parents=True, exist_ok=True)
+                argv = [sys.executable, "-m", "chaos", "run", plan.source_path, "--out", str(run_out)]
+                if seed is not None:
+                    argv += ["--seed", str(seed)]
+                if limit is not None:
+                    argv += ["--time-limit", f"{limit}s"]
+                if toxiproxy_url:
+                    argv += ["--toxiproxy", toxiproxy_url]
+                if toxiproxy_bin:
+                    argv += ["--toxiproxy-bin", toxiproxy_bin]
+                if replay:
+                    argv += ["--replay", str(replay)]
+                proc = subprocess.Popen(argv, preexec_fn=procs._prctl_pdeathsig(os.getpid()))
+                active.append((proc, plan.name))
+                click.echo(f"started {plan.name} (pid {proc.pid}) -> {run_out}", err=True)
+                run_out.mkdir(parents=True, exist_ok=True)
+            time.sleep(0.2)
+            for item in list(active):
+                proc, name = item
+                if proc.poll() is not None:
+                    active.remove(item)
+                    codes.append(proc.returncode if proc.returncode in (0, 1, 2, 3) else EXIT_INFRA)
+    except KeyboardInterrupt:
+        _signal.signal(_signal.SIGINT, _signal.SIG_IGN)
+        _signal.signal(_signal.SIGTERM, _signal.SIG_IGN)
+        # Each child cleans up on SIGTERM (journal, report, exit 3); SIGKILL
+        # only if it does not finish in time.
+        for proc, _ in active:
+            try:
+                proc.send_signal(_signal.SIGTERM)
+            except OSError:
+                pass
+        for proc, _ in active:
+            try:
+                proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        return EXIT_INFRA
+    return _combine(codes)
+
+
+@cli.command()
+@click.argument("plans", nargs=-1, required=True)
+def validate(plans) -> None:
+    """Check PLAN(s); print every error; exit 2 if any."""
+    PlanError = _plan_error_type()
+    bad = False
+    for p in plans:
+        try:
+            plan = _load(p)
+            click.echo(f"{p}: ok ({plan.name}, {len(plan.steps)} steps)")
+        except PlanError as e:
+            _print_errors(e)
+            bad = True
+        except OSError as e:
+            click.echo(f"{p}: {e.strerror or e}", err=True)
+            bad = True
+    sys.exit(EXIT_USAGE if bad else EXIT_OK)
+
+
+@cli.command("list")
+@click.option("--dir", "plan_dir", type=click.Path(file_okay=False, path_type=Path), default=Path("plans"))
+def list_plans(plan_dir: Path) -> None:
+    """The plans in plans/ and what each proves."""
+    PlanError = _plan_error_type()
+    files = sorted(plan_dir.glob("*.yaml")) + sorted(plan_dir.glob("*.yml"))
+    if not files:
+        click.echo(f"no plans in {plan_dir}", err=True)
+        sys.exit(EXIT_USAGE)
+    for f in files:
+        try:
+            plan = _load(str(f))
+            first = (plan.description.strip().splitlines() or [""])[0]
+            click.echo(f"{str(f):40} {first}")
+        except PlanError as e:
+            click.echo(f"{str(f):40} INVALID ({len(e.errors)} error(s))")
+
+
+@cli.command()
+def schema() -> None:
+    """Print the plan language as JSON Schema."""
+    from chaos.plan import schema_json
+    out = schema_json()
+    click.echo(out if isinstance(out, str) else __import__("json").dumps(out, indent=2))
+
+
+@cli.command()
+@click.argument("run_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+def report(run_dir: Path) -> None:
+    """Re-render RUN_DIR's report (and junit.xml, and the index) from its journal."""
+    from chaos.journal import JournalError, load
+    from chaos.report import render_index, render_report, write_junit
+    try:
+        journal = load(run_dir)
+    except JournalError as e:
+        click.echo(str(e), err=True)
+        sys.exit(EXIT_USAGE)
+    path = render_report(run_dir)
+    write_junit(journal, run_dir / "junit.xml")
+    render_index(run_dir.resolve().parent)
+    click.echo(str(path))
+
+
+def main(argv: list[str] | None = None) -> None:
+    cli.main(args=argv, prog_name="chaos")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,270 @@
+"""The node processes of one run: their directories, zoo.cfg files and signals.
+
+Layout inside the run dir (DESIGN.md §1 is the only contract with the node)::
+
+    n<sid>/zoo.cfg   n<sid>/data/myid   n<sid>/data/events.jsonl   n<sid>/node.log
+    pids/n<sid>.pid
+
+Node i's zoo.cfg lists every other node j at the listen ports of the proxies
+i→j (election and quorum), and itself at its real ports; so every byte
+between two nodes crosses the proxy of the direction that dialled.
+"""
+from __future__ import annotations
+
+import enum
+import json
+import os
+import signal
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable, Mapping
+
+import psutil
+
+from chaos import procs
+from chaos.plan.model import Ensemble as EnsembleSpec
+
+__all__ = ["NodeInfo", "ProcState", "Ensemble", "PROJECT_ROOT", "MAX_NOTIFICATION_INTERVAL_MS"]
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+# ZooKeeper caps the notification back-off at 60 s; a plan that heals a
+# partition and expects convergence within seconds needs a lower cap.
+MAX_NOTIFICATION_INTERVAL_MS = 2000
+
+LinkPorts = Mapping[tuple[int, int, str], int]  # (from, to, "election"|"quorum") -> proxy listen port
+
+
+class ProcState(enum.Enum):
+    DOWN = "down"          # never started, killed, stopped or exited
+    RUNNING = "running"
+    PAUSED = "paused"
+
+
+@dataclass
+class NodeInfo:
+    sid: int
+    role: str
+    weight: int
+    group: int | None
+    client_port: int
+    election_port: int
+    quorum_port: int
+    dir: Path
+    data_dir: Path
+    cfg_path: Path
+    log_path: Path
+    events_path: Path
+    proc: psutil.Popen | None = None
+    state: ProcState = ProcState.DOWN
+    expected_exit: bool = False
+    starts: int = 0
+
+    def to_json(self) -> dict:
+        return {"sid": self.sid, "name": f"n{self.sid}", "role": self.role, "weight": self.weight,
+                "group": self.group, "client_port": self.client_port,
+                "election_port": self.election_port, "quorum_port": self.quorum_port,
+                "data_dir": str(self.data_dir), "log_path": str(self.log_path),
+                "events_path": str(self.events_path)}
+
+
+class Ensemble:
+    """Owns the node processes of one run. Call from the main thread only
+    (see :mod:`chaos.procs` on PDEATHSIG)."""
+
+    def __init__(self, run_dir: Path, spec: EnsembleSpec, real_ports: Iterable[int],
+                 link_ports: LinkPorts, *, registry: procs.RunRegistry | None = None,
+                 on_process: Callable[..., None] = lambda **kw: None,
+                 python: str = sys.executable) -> None:
+        self.run_dir = Path(run_dir)
+        self.spec = spec
+        self.link_ports = dict(link_ports)
+        self.registry = registry
+        self.on_process = on_process
+        self.python = python
+        ports = list(real_ports)
+        if len(ports) < 3 * len(spec.sids):
+            raise ValueError("need 3 real ports per node")
+        self.nodes: dict[int, NodeInfo] = {}
+        for k, sid in enumerate(spec.sids):
+            d = self.run_dir / f"n{sid}"
+            data = d / "data"
+            self.nodes[sid] = NodeInfo(
+                sid=sid, role="observer" if spec.is_observer(sid) else "participant",
+                weight=spec.weight(sid), group=spec.group_of(sid),
+                client_port=ports[3 * k], election_port=ports[3 * k + 1], quorum_port=ports[3 * k + 2],
+                dir=d, data_dir=data, cfg_path=d / "zoo.cfg", log_path=d / "node.log",
+                events_path=data / "events.jsonl")
+        (self.run_dir / "pids").mkdir(parents=True, exist_ok=True)
+
+    # ------------------------------------------------------------------ config
+    def zoo_cfg(self, sid: int) -> str:
+        s, me = self.spec, self.nodes[sid]
+        lines = [
+            f"# written by chaos.ensemble for node {sid}",
+            f"tickTime={s.tick_time_ms}",
+            f"initLimit={s.init_limit}",
+            f"syncLimit={s.sync_limit}",
+            f"dataDir={me.data_dir}",
+            f"clientPort={me.client_port}",
+            "clientPortAddress=127.0.0.1",
+            "4lw.commands.whitelist=*",
+            "electionAlg=3",
+            f"txnIntervalMs={s.txn_interval_ms}",
+            f"fle.protocol={s.protocol}",
+            f"fle.maxNotificationInterval={MAX_NOTIFICATION_INTERVAL_MS}",
+        ]
+        if me.role == "observer":
+            lines.append("peerType=observer")
+        for j, other in sorted(self.nodes.items()):
+            if j == sid:
+                q, e = other.quorum_port, other.election_port
+            else:
+                q, e = self.link_ports[(sid, j, "quorum")], self.link_ports[(sid, j, "election")]
+            suffix = ":observer" if other.role == "observer" else ""
+            lines.append(f"server.{j}=127.0.0.1:{q}:{e}{suffix}")
+        if s.groups:
+            for gid, members in enumerate(s.groups, start=1):
+                lines.append(f"group.{gid}=" + ":".join(str(m) for m in members))
+        if s.groups or any(s.weight(p) != 1 for p in s.participants):
+            for p in s.participants:
+                lines.append(f"weight.{p}={s.weight(p)}")
+        return "\n".join(lines) + "\n"
+
+    def write_configs(self) -> None:
+        for sid, n in self.nodes.items():
+            n.data_dir.mkdir(parents=True, exist_ok=True)
+            (n.data_dir / "myid").write_text(f"{sid}\n")
+            n.cfg_path.write_text(self.zoo_cfg(sid))
+
+    # ------------------------------------------------------------------ processes
+    def _argv(self, n: NodeInfo) -> list[str]:
+        return [self.python, "-m", "node", "--config", str(n.cfg_path), "--parent-pid", str(os.getpid())]
+
+    def _env(self) -> dict[str, str]:
+        env = dict(os.environ)
+        pp = env.get("PYTHONPATH")
+        env["PYTHONPATH"] = str(PROJECT_ROOT) + (os.pathsep + pp if pp else "")
+        env["PYTHONUNBUFFERED"] = "1"
+        return env
+
+    def _pid_file(self, sid: int) -> Path:
+        return self.run_dir / "pids" / f"n{sid}.pid"
+
+    def start(self, sid: int) -> int:
+        n = self.nodes[sid]
+        if n.proc is not None and n.state is not ProcState.DOWN:
+            raise RuntimeError(f"node {sid} is already running (pid {n.proc.pid})")
+        with open(n.log_path, "ab") as log:
+            log.write(f"--- start #{n.starts + 1} at {time.strftime('%H:%M:%S')} ---\n".encode())
+        n.proc = procs.spawn(self._argv(n), cwd=n.dir, log_path=n.log_path, env=self._env(),
+                             registry=self.registry, name=str(n.cfg_path))
+        n.state = ProcState.RUNNING
+        n.expected_exit = False
+        n.starts += 1
+        self._pid_file(sid).write_text(json.dumps({"pid": n.proc.pid, "create_time": n.proc.create_time(),
+                                                   "orchestrator": os.getpid(), "cmdline": self._argv(n)}))
+        self.on_process(sid=sid, action="started", pid=n.proc.pid, exit_code=None)
+        return n.proc.pid
+
+    def start_all(self) -> None:
+        for sid in self.nodes:
+            self.start(sid)
+
+    def _require(self, sid: int) -> NodeInfo:
+        n = self.nodes[sid]
+        if n.proc is None or n.state is ProcState.DOWN:
+            raise RuntimeError(f"node {sid} is not running")
+        return n
+
+    def _reap(self, n: NodeInfo, timeout: float) -> int | None:
+        if n.proc is None:
+            return None
+        code = getattr(n.proc, "returncode", None)
+        if code is not None:
+            return code
+        try:
+            return n.proc.wait(timeout=timeout)
+        except (psutil.TimeoutExpired, psutil.NoSuchProcess, ChildProcessError):
+            return getattr(n.proc, "returncode", None)
+
+    def kill(self, sid: int) -> int | None:
+        """SIGKILL (the process group too, in case the node forked)."""
+        n = self._require(sid)
+        n.expected_exit = True
+        procs.kill_tree(n.proc, timeout=5.0)
+        code = self._reap(n, 5.0)
+        n.state = ProcState.DOWN
+        self._pid_file(sid).unlink(missing_ok=True)
+        self.on_process(sid=sid, action="killed", pid=n.proc.pid, exit_code=code)
+        return code
+
+    def pause(self, sid: int) -> None:
+        n = self._require(sid)
+        procs.signal_tree(n.proc.pid, signal.SIGSTOP)
+        n.state = ProcState.PAUSED
+        self.on_process(sid=sid, action="paused", pid=n.proc.pid, exit_code=None)
+
+    def resume(self, sid: int) -> None:
+        n = self._require(sid)
+        procs.signal_tree(n.proc.pid, signal.SIGCONT)
+        n.state = ProcState.RUNNING
+        self.on_process(sid=sid, action="resumed", pid=n.proc.pid, exit_code=None)
+
+    def stop(self, sid: int, timeout: float = 10.0) -> int | None:
+        """SIGTERM and wait (SIGKILL after ``timeout``)."""
+        n = self._require(sid)
+        n.expected_exit = True
+        code = procs.terminate(n.proc, timeout=timeout)
+        n.state = ProcState.DOWN
+        self._pid_file(sid).unlink(missing_ok=True)
+        self.on_process(sid=sid, action="stopped", pid=n.proc.pid, exit_code=code)
+        return code
+
+    def restart(self, sid: int) -> int:
+        n = self.nodes[sid]
+        if n.state is not ProcState.DOWN:
+            self.stop(sid)
+        return self.start(sid)
+
+    def is_running(self, sid: int) -> bool:
+        return self.nodes[sid].state is not ProcState.DOWN
+
+    def pid(self, sid: int) -> int | None:
+        n = self.nodes[sid]
+        return n.proc.pid if n.proc is not None and n.state is not ProcState.DOWN else None
+
+    def poll_exits(self) -> list[tuple[int, int | None]]:
+        """Nodes that exited on their own since the last call (recorded as `exited`)."""
+        out = []
+        for sid, n in self.nodes.items():
+            if n.proc is None or n.state is ProcState.DOWN:
+                continue
+            code = n.proc.poll()
+            if code is not None:
+                n.state = ProcState.DOWN
+                self._pid_file(sid).unlink(missing_ok=True)
+                self.on_process(sid=sid, action="exited", pid=n.proc.pid, exit_code=code)
+                out.append((sid, code))
+        return out
+
+    def shutdown(self, timeout: float = 5.0) -> None:
+        """End every node: SIGCONT the paused, SIGTERM all at once, then SIGKILL."""
+        live = [n for n in self.nodes.values() if n.proc is not None and n.state is not ProcState.DOWN]
+        for n in live:
+            n.expected_exit = True
+            procs.signal_tree(n.proc.pid, signal.SIGCONT)
+            procs.signal_tree(n.proc.pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        for n in live:
+            code = self._reap(n, max(0.1, deadline - time.monotonic()))
+            if code is None:
+                procs.kill_tree(n.proc, timeout=3.0)
+                code = self._reap(n, 3.0)
+            n.state = ProcState.DOWN
+            self._pid_file(n.sid).unlink(missing_ok=True)
+            self.on_process(sid=n.sid, action="stopped", pid=n.proc.pid, exit_code=code)
+
+    def header(self) -> list[dict]:
+        return [n.to_json() for n in self.nodes.values()]

@@ -1,0 +1,264 @@
+"""Watching the nodes: `fles` polls and events.jsonl tails, turned into journal records.
+
+One thread per node polls its client port (``fles``) about every 50 ms: a
+paused node accepts the TCP connection (the kernel's backlog does) and then
+never answers, so one slow node must not delay the others. A ``status``
+record is written only when a watched field changes. One more thread tails
+every node's ``events.jsonl`` and writes each line as a ``node_event``
+keeping the node's own ``mono_ms`` (CLOCK_MONOTONIC is machine-wide, so the
+events line up with the orchestrator's records).
+"""
+from __future__ import annotations
+
+import json
+import socket
+import threading
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+__all__ = ["NodeStatus", "Observer", "query_fles", "parse_fles", "STATUS_KEYS"]
+
+STATUS_KEYS = ("up", "state", "leader", "epoch", "accepted_epoch", "zxid", "logical_clock", "synced")
+_RESERVED = {"seq", "t", "type", "sid", "event", "mono_ms", "ts"}
+
+
+@dataclass(frozen=True, slots=True)
+class NodeStatus:
+    sid: int
+    up: bool = False
+    state: str | None = None
+    leader: int | None = None
+    epoch: int | None = None
+    accepted_epoch: int | None = None
+    zxid: int | None = None
+    logical_clock: int | None = None
+    synced: bool = False
+    elections: int | None = None
+    last_election_path: str | None = None
+    pid: int | None = None
+    mono: float = 0.0
+
+    def key(self) -> tuple:
+        return tuple(getattr(self, k) for k in STATUS_KEYS)
+
+    def record_fields(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in STATUS_KEYS}
+
+
+def parse_fles(text: str) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for line in text.splitlines():
+        if "\t" not in line:
+            continue
+        k, v = line.split("\t", 1)
+        v = v.strip()
+        try:
+            out[k.strip()] = int(v)
+        except ValueError:
+            out[k.strip()] = v
+    return out
+
+
+def query_fles(port: int, timeout: float = 0.5, host: str = "127.0.0.1") -> dict[str, Any] | None:
+    """One `fles` exchange; None when the node does not answer in time."""
+    deadline = time.monotonic() + timeout
+    try:
+        with socket.create_connection((host, port), timeout=timeout) as s:
+            s.sendall(b"fles")
+            chunks = []
+            while True:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return None
+                s.settimeout(left)
+                b = s.recv(4096)
+                if not b:
+                    break
+                chunks.append(b)
+    except OSError:
+        return None
+    data = parse_fles(b"".join(chunks).decode("utf-8", "replace"))
+    return data if "fle_state" in data else None
+
+
+def _status_from(sid: int, d: Mapping[str, Any]) -> NodeStatus:
+    leader = d.get("fle_leader")
+    return NodeStatus(
+        sid=sid, up=True, state=str(d.get("fle_state", "")).upper() or None,
+        leader=None if leader in (None, -1) else leader,
+        epoch=d.get("fle_current_epoch"), accepted_epoch=d.get("fle_accepted_epoch"),
+        zxid=d.get("fle_last_zxid"), logical_clock=d.get("fle_logical_clock"),
+        synced=bool(d.get("fle_synced", 0)), elections=d.get("fle_elections"),
+        last_election_path=d.get("fle_last_election_path"), pid=d.get("fle_pid"),
+        mono=time.monotonic())
+
+
+class Observer:
+    """Keeps a live view of every node and journals its changes.
+
+    ``nodes`` maps sid -> (client_port, events_path); ``running(sid)`` says
+    whether the orchestrator believes the process runs (an unanswered poll
+    of a running node is only believed after a few misses, so a node busy for
+    one poll under CPU contention does not flap to down).
+    """
+
+    def __init__(self, journal: Any, nodes: Mapping[int, tuple[int, Path]],
+                 running: Callable[[int], bool], *, interval: float = 0.05,
+                 misses_before_down: int = 3,
+                 on_change: Callable[[NodeStatus, NodeStatus], None] | None = None,
+                 on_event: Callable[[dict], None] | None = None) -> None:
+        self.journal = journal
+        self.nodes = dict(nodes)
+        self.running = running
+        self.interval = interval
+        self.misses_before_down = misses_before_down
+        self.on_change = on_change
+        self.on_event = on_event
+        self._lock = threading.Lock()
+        self._cond = threading.Condition(self._lock)
+        self._view: dict[int, NodeStatus] = {sid: NodeStatus(sid) for sid in self.nodes}
+        # Bumped whenever the orchestrator starts or ends a node: a poll that
+        # was in flight across that moment describes the old process and is
+        # dropped, so the journal never shows a killed node answering.
+        self._gen: dict[int, int] = {sid: 0 for sid in self.nodes}
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._offsets: dict[int, int] = {sid: 0 for sid in self.nodes}
+        self._partial: dict[int, bytes] = {sid: b"" for sid in self.nodes}
+        self._tail_lock = threading.Lock()
+        self.version = 0
+
+    # ------------------------------------------------------------------ view
+    def view(self) -> dict[int, NodeStatus]:
+        with self._lock:
+            return dict(self._view)
+
+    def wait_change(self, timeout: float) -> None:
+        """Block until some status changes (or ``timeout``)."""
+        with self._cond:
+            v = self.version
+            self._cond.wait_for(lambda: self.version != v or self._stop.is_set(), timeout)
+
+    def _set(self, new: NodeStatus, gen: int | None = None) -> None:
+        with self._cond:
+            if gen is not None and gen != self._gen[new.sid]:
+                return
+            old = self._view[new.sid]
+            self._view[new.sid] = new
+            changed = old.key() != new.key()
+            if changed:
+                self.version += 1
+                self._cond.notify_all()
+        if changed:
+            # Whatever the node logged before it answered the poll goes into
+            # the journal first, so record order follows causality (a
+            # restarted node's node_started precedes its first status).
+            self.drain_events()
+            self.journal.record("status", sid=new.sid, **new.record_fields())
+            if self.on_change:
+                self.on_change(old, new)
+
+    def mark_down(self, sid: int) -> None:
+        """The orchestrator just ended the node: show it at once."""
+        self.bump(sid)
+        self._set(NodeStatus(sid, mono=time.monotonic()))
+
+    def bump(self, sid: int) -> None:
+        with self._cond:
+            self._gen[sid] += 1
+
+    # ------------------------------------------------------------------ threads
+    def start(self) -> None:
+        for sid in self.nodes:
+            t = threading.Thread(target=self._poll_loop, args=(sid,), name=f"poll-n{sid}", daemon=True)
+            t.start()
+            self._threads.append(t)
+        t = threading.Thread(target=self._tail_loop, name="tail-events", daemon=True)
+        t.start()
+        self._threads.append(t)
+
+    def stop(self) -> None:
+        self._stop.set()
+        with self._cond:
+            self._cond.notify_all()
+        for t in self._threads:
+            t.join(timeout=3.0)
+        self._threads.clear()
+        self.drain_events()
+
+    def poll_once(self, sid: int) -> NodeStatus:
+        port, _ = self.nodes[sid]
+        d = query_fles(port, timeout=max(0.3, self.interval * 6))
+        return _status_from(sid, d) if d is not None else NodeStatus(sid, mono=time.monotonic())
+
+    def _poll_loop(self, sid: int) -> None:
+        misses = 0
+        while not self._stop.is_set():
+            t0 = time.monotonic()
+            with self._cond:
+                gen = self._gen[sid]
+            st = self.poll_once(sid)
+            if st.up:
+                misses = 0
+                self._set(st, gen)
+            else:
+                misses += 1
+                if not self.running(sid) or misses >= self.misses_before_down:
+                    self._set(st, gen)
+            self._stop.wait(max(0.0, self.interval - (time.monotonic() - t0)))
+
+    def _tail_loop(self) -> None:
+        while not self._stop.is_set():
+            self.drain_events()
+            self._stop.wait(self.interval)
+
+    def drain_events(self) -> int:
+        """Journal every complete new line of every events.jsonl."""
+        n = 0
+        with self._tail_lock:
+            for sid, (_, path) in self.nodes.items():
+                try:
+                    size = path.stat().st_size
+                except OSError:
+                    continue
+                if size < self._offsets[sid]:  # truncated or replaced
+                    self._offsets[sid], self._partial[sid] = 0, b""
+                if size == self._offsets[sid]:
+                    continue
+                try:
+                    with open(path, "rb") as fh:
+                        fh.seek(self._offsets[sid])
+                        data = fh.read(size - self._offsets[sid])
+                except OSError:
+                    continue
+                self._offsets[sid] += len(data)
+                data = self._partial[sid] + data
+                *lines, self._partial[sid] = data.split(b"\n")
+                for line in lines:
+                    if line.strip():
+                        n += self._journal_event(sid, line)
+        return n
+
+    def _journal_event(self, sid: int, line: bytes) -> int:
+        try:
+            ev = json.loads(line)
+        except ValueError:
+            self.journal.record("node_event", sid=sid, event="unparsable_line", text=line[:200].decode("utf-8", "replace"))
+            return 1
+        if not isinstance(ev, dict):
+            return 0
+        fields = {}
+        for k, v in ev.items():
+            if k in ("sid", "event", "mono_ms", "ts"):
+                continue
+            fields[f"node_{k}" if k in _RESERVED else k] = v
+        kw: dict[str, Any] = {}
+        if isinstance(ev.get("mono_ms"), (int, float)):
+            kw["mono_ms"] = float(ev["mono_ms"])
+        self.journal.record("node_event", sid=ev.get("sid", sid), event=ev.get("event", "?"),
+                            node_ts=ev.get("ts"), **kw, **fields)
+        if self.on_event:
+            self.on_event({"sid": ev.get("sid", sid), **ev})
+        return 1

@@ -1,0 +1,197 @@
+"""The plan language as JSON Schema (draft 2020-12), for `chaos schema` and editors.
+
+The schema checks shape: keys, types, enums, ranges. Meaning (selectors,
+names bound by `as:`, sids in range, weights against groups, toxic attributes
+per type, timeouts against the time limit) is checked by `chaos.plan.parse`.
+`x-expected` is our annotation: the phrase an error message uses ("expected a
+duration like 200ms") when a value fails the subschema carrying it.
+"""
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from .durations import DURATION_PATTERN
+from .model import INVARIANT_NAMES, TOXIC_TYPES, Role
+
+__all__ = ["PLAN_SCHEMA", "STEP_KINDS", "schema_json"]
+
+NAME_PATTERN = r"^[a-z][a-z0-9_]*$"
+
+STEP_KINDS = ("wait", "pick", "kill", "pause", "resume", "stop", "restart", "toxic", "untoxic",
+              "partition", "heal", "sleep", "repeat", "choice")
+
+_ROLES = [r.value for r in Role]
+
+_DEFS: dict[str, Any] = {
+    "duration": {
+        "x-expected": "a duration like 200ms",
+        "description": "200ms, 2s, 1.5s, 1m; a bare integer is milliseconds",
+        "anyOf": [{"type": "integer", "minimum": 0},
+                  {"type": "string", "pattern": DURATION_PATTERN}],
+    },
+    "name": {
+        "x-expected": "a name of lowercase letters, digits and _",
+        "type": "string", "pattern": NAME_PATTERN,
+    },
+    "selector": {
+        "x-expected": "a node selector (" + ", ".join(_ROLES)
+                      + ", a sid, or a name bound by as:)",
+        "description": "a role, a sid, or a name bound by an earlier `as:`",
+        "anyOf": [{"type": "integer", "minimum": 1},
+                  {"type": "string", "pattern": NAME_PATTERN}],
+    },
+    "sid_groups": {
+        "type": "array", "minItems": 1,
+        "items": {"type": "array", "minItems": 1, "items": {"type": "integer", "minimum": 1}},
+    },
+    "label": {"type": "string"},
+    "steps": {"type": "array", "items": {"$ref": "#/$defs/step"}},
+}
+
+
+def _step(kind: str, value: dict[str, Any], *, bind: bool = False,
+          extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    props: dict[str, Any] = {kind: value, "label": {"$ref": "#/$defs/label"}}
+    if bind:
+        props["as"] = {"$ref": "#/$defs/name"}
+    props.update(extra or {})
+    return {"type": "object", "properties": props, "required": [kind],
+            "additionalProperties": False}
+
+
+_SEL = {"$ref": "#/$defs/selector"}
+_DUR = {"$ref": "#/$defs/duration"}
+
+_STEP_DEFS: dict[str, Any] = {
+    "step_wait": _step("wait", {
+        "anyOf": [
+            {"type": "string", "enum": ["stable", "leader"]},
+            {"type": "object",
+             "properties": {"for": {"enum": ["stable", "leader", "joined", "state"]},
+                            "node": _SEL,
+                            "state": {"enum": ["looking", "following", "leading", "observing"]},
+                            "timeout": _DUR},
+             "required": ["for"], "additionalProperties": False},
+        ],
+        "x-expected": "stable, leader, or {for: stable|leader|joined|state, node, state, timeout}",
+    }),
+    **{f"step_{k}": _step(k, _SEL, bind=True)
+       for k in ("pick", "kill", "pause", "resume", "stop", "restart")},
+    "step_toxic": _step("toxic", {
+        "type": "object",
+        "properties": {
+            "name": {"$ref": "#/$defs/name"},
+            "type": {"enum": sorted(TOXIC_TYPES)},
+            "attributes": {"type": "object",
+                           "additionalProperties": {
+                               "anyOf": [{"type": "integer"}, _DUR],
+                               "x-expected": "a whole number or a duration like 200ms"}},
+            "toxicity": {"type": "number", "minimum": 0, "maximum": 1},
+            "links": {"type": "object",
+                      "properties": {"from": _SEL, "to": _SEL,
+                                     "port": {"enum": ["election", "quorum", "both"]},
+                                     "direction": {"enum": ["one", "both"]}},
+                      "additionalProperties": False},
+        },
+        "required": ["type"], "additionalProperties": False,
+    }),
+    "step_untoxic": _step("untoxic", {"$ref": "#/$defs/name"}),
+    "step_partition": _step("partition", {
+        "type": "object",
+        "properties": {
+            "isolate": _SEL,
+            "kind": {"enum": ["isolate", "majority_minority", "halves", "bridge",
+                              "majorities_ring", "one_way", "groups"]},
+            "leader_in": {"enum": ["minority", "majority"]},
+            "one_way": {"type": "object", "properties": {"from": _SEL, "to": _SEL},
+                        "required": ["from", "to"], "additionalProperties": False},
+            "groups": {"$ref": "#/$defs/sid_groups"},
+            "port": {"enum": ["election", "quorum", "both"]},
+        },
+        "additionalProperties": False,
+    }, bind=True),
+    "step_heal": _step("heal", {"$ref": "#/$defs/name"}),
+    "step_sleep": _step("sleep", _DUR),
+    "step_repeat": _step("repeat", {
+        "type": "object",
+        "properties": {"times": {"type": "integer", "minimum": 1},
+                       "steps": {"$ref": "#/$defs/steps", "minItems": 1}},
+        "required": ["times", "steps"], "additionalProperties": False,
+    }),
+    "step_choice": _step("choice", {
+        "type": "object",
+        "properties": {"steps": {"type": "array", "minItems": 1,
+                                 "items": {"$ref": "#/$defs/steps", "minItems": 1}}},
+        "required": ["steps"], "additionalProperties": False,
+    }),
+}
+
+_DEFS.update(_STEP_DEFS)
+_DEFS["step"] = {
+    "x-expected": "a step: a mapping with one of " + ", ".join(STEP_KINDS),
+    "type": "object",
+    "anyOf": [{"required": [k]} for k in STEP_KINDS],
+    "allOf": [{"if": {"type": "object", "required": [k]}, "then": {"$ref": f"#/$defs/step_{k}"}}
+              for k in STEP_KINDS],
+}
+
+_INVARIANT_PARAMS: dict[str, dict[str, Any]] = {
+    "single_leader": {},
+    "convergence": {"within": _DUR},
+    "out_of_election_join": {},
+    "leader_validity": {},
+    "no_committed_txn_lost": {},
+}
+assert set(_INVARIANT_PARAMS) == set(INVARIANT_NAMES)
+
+PLAN_SCHEMA: dict[str, Any] = {
+    "$schema": "https://json-schema.org/draft/2020-12/schema",
+    "$id": "https://fle-chaos.invalid/schema/plan.json",
+    "title": "fle-chaos fault plan",
+    "type": "object",
+    "properties": {
+        "name": {"$ref": "#/$defs/name"},
+        "description": {"type": "string", "minLength": 1},
+        "seed": {"type": ["integer", "null"]},
+        "time_limit": _DUR,
+        "ensemble": {
+            "type": "object",
+            "properties": {
+                "nodes": {"type": "integer", "minimum": 1, "maximum": 15},
+                "observers": {"type": "integer", "minimum": 0, "maximum": 15},
+                "weights": {"type": "object",
+                            "propertyNames": {"pattern": "^[0-9]+$"},
+                            "additionalProperties": {"type": "integer", "minimum": 0}},
+                "groups": {"$ref": "#/$defs/sid_groups"},
+                "tick_time": _DUR,
+                "init_limit": {"type": "integer", "minimum": 1},
+                "sync_limit": {"type": "integer", "minimum": 1},
+                "txn_interval": _DUR,
+                "protocol": {"enum": ["3.8", "3.4", 3.8, 3.4],
+                             "x-expected": "protocol \"3.8\" or \"3.4\""},
+            },
+            "required": ["nodes"],
+            "additionalProperties": False,
+        },
+        "invariants": {
+            "type": "object",
+            "properties": {
+                name: {"anyOf": [{"type": "null"}, {"type": "boolean"},
+                                 {"type": "object", "properties": params,
+                                  "additionalProperties": False}]}
+                for name, params in _INVARIANT_PARAMS.items()
+            },
+            "additionalProperties": False,
+        },
+        "steps": {"$ref": "#/$defs/steps", "minItems": 1},
+    },
+    "required": ["name", "description", "ensemble", "steps"],
+    "additionalProperties": False,
+    "$defs": _DEFS,
+}
+
+
+def schema_json(indent: int | None = 2) -> str:
+    """The plan schema as JSON text (what `chaos schema` prints)."""
+    return json.dumps(PLAN_SCHEMA, indent=indent, sort_keys=False)

@@ -1,0 +1,47 @@
+"""`python -m node --config zoo.cfg [--parent-pid PID] [--seed N]` (console script `fle-node`).
+
+`--seed` fixes the node's RNG (the observers' 0-200 ms re-election delay);
+by default it is derived from the sid and pid.
+
+Exit codes: 0 clean stop, 2 bad config or usage (the reason on stderr as
+`PATH:LINE: reason`), 3 a port cannot be bound or the data directory is unusable.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from node.config import ConfigError, parse_config
+
+__all__ = ["main"]
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # argparse exits 2 as well; keep its text short
+        self.print_usage(sys.stderr)
+        print(f"fle-node: {message}", file=sys.stderr)
+        raise SystemExit(2)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = _Parser(prog="fle-node", description="A ZooKeeper FastLeaderElection peer.")
+    ap.add_argument("--config", required=True, help="zoo.cfg (ZooKeeper format; myid in dataDir)")
+    ap.add_argument("--parent-pid", type=int, default=None,
+                    help="exit cleanly when this process is gone (checked every 0.5 s)")
+    ap.add_argument("--seed", type=int, default=None, help="seed of the node's RNG (observer delays)")
+    args = ap.parse_args(argv)
+    try:
+        config = parse_config(args.config)
+    except ConfigError as e:
+        print(str(e), file=sys.stderr, flush=True)
+        return 2
+    from node.server import run_node  # heavy imports only once the config is good
+
+    try:
+        return run_node(config, parent_pid=args.parent_pid, seed=args.seed)
+    except KeyboardInterrupt:
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

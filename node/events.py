@@ -1,0 +1,109 @@
+"""The node's event log: one JSON object per line in dataDir/events.jsonl.
+
+The orchestrator tails this file while the node runs and after it is killed,
+so every line is flushed as it is written (a SIGKILL loses at most the line
+being written) and `mono_ms` is CLOCK_MONOTONIC, which is machine-wide and
+lets events of different processes be put on one time line.
+
+Writing an event must never take the protocol down: a full disk or a removed
+directory is reported once on stderr and later events are dropped.
+"""
+from __future__ import annotations
+
+import enum
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable, TextIO
+
+__all__ = ["EventLog", "EVENTS_FILE", "Emit"]
+
+EVENTS_FILE = "events.jsonl"
+
+Emit = Callable[[str, dict[str, Any]], None]
+
+
+def _default(o: Any) -> Any:
+    if isinstance(o, enum.Enum):
+        return o.name if not isinstance(o.value, (str, int)) else o.value
+    if isinstance(o, Path):
+        return str(o)
+    if isinstance(o, (set, frozenset, tuple)):
+        return list(o)
+    if hasattr(o, "__dataclass_fields__"):
+        return {k: getattr(o, k) for k in o.__dataclass_fields__}
+    return str(o)
+
+
+class EventLog:
+    """Append-only JSON-lines writer; `emit(event, fields)` is the callback shape
+    every other node module takes."""
+
+    def __init__(self, path: Path | str, sid: int, *,
+                 wall_clock: Callable[[], float] = time.time,
+                 mono_clock: Callable[[], float] = time.monotonic,
+                 stderr: TextIO | None = None) -> None:
+        self.path = Path(path)
+        self.sid = sid
+        self._wall = wall_clock
+        self._mono = mono_clock
+        self._stderr = stderr if stderr is not None else sys.stderr
+        self._failed = False
+        self._listener_failed = False
+        self._fh: TextIO | None = None
+        self.listeners: list[Emit] = []
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._fh = open(self.path, "a", encoding="utf-8")
+        except OSError as e:
+            self._report(e)
+
+    def _report(self, e: BaseException) -> None:
+        if not self._failed:
+            self._failed = True
+            try:
+                print(f"node {self.sid}: cannot write events to {self.path}: {e}; "
+                      "further events are dropped", file=self._stderr, flush=True)
+            except Exception:
+                pass
+
+    def emit(self, event: str, fields: dict[str, Any] | None = None) -> None:
+        fields = fields or {}
+        record: dict[str, Any] = {
+            "ts": self._wall(),
+            "mono_ms": self._mono() * 1000.0,
+            "sid": self.sid,
+            "event": event,
+        }
+        for k, v in fields.items():
+            if k not in record:
+                record[k] = v
+        for listener in self.listeners:
+            try:
+                listener(event, fields)
+            except Exception as e:  # a broken listener must not stop logging
+                if not self._listener_failed:
+                    self._listener_failed = True
+                    try:
+                        print(f"node {self.sid}: event listener failed: {e!r}", file=self._stderr, flush=True)
+                    except Exception:
+                        pass
+        if self._fh is None or self._failed:
+            return
+        try:
+            line = json.dumps(record, default=_default, separators=(",", ":"))
+            self._fh.write(line + "\n")
+            self._fh.flush()
+        except (OSError, ValueError, TypeError) as e:
+            self._report(e)
+
+    __call__ = emit
+
+    def close(self) -> None:
+        if self._fh is not None:
+            try:
+                self._fh.close()
+            except OSError:
+                pass
+            self._fh = None

@@ -1,0 +1,345 @@
+"""Sans-I/O parts of the broadcast phase: wire codec and the leader's bookkeeping.
+
+The asyncio shell (`node.zab`) owns sockets, timers and the disk; everything
+here is a pure function of its inputs so it can be tested table-driven. The
+protocol itself (message sequence, timing) is described in `node.zab`.
+
+Frame: int32 length (1..MAX_FRAME) then a body whose first byte is the
+message type. Integers are big-endian; zxids and epochs are int64.
+"""
+from __future__ import annotations
+
+import enum
+import struct
+from dataclasses import dataclass, field
+from typing import Callable, Iterable, Union
+
+__all__ = [
+    "MAX_FRAME",
+    "PROTOCOL_VERSION",
+    "MsgType",
+    "LearnerType",
+    "ZabProtocolError",
+    "FollowerInfo",
+    "LeaderInfo",
+    "AckEpoch",
+    "Trunc",
+    "Diff",
+    "Txn",
+    "NewLeader",
+    "Ack",
+    "UpToDate",
+    "Proposal",
+    "Commit",
+    "Inform",
+    "Ping",
+    "Message",
+    "encode",
+    "decode",
+    "FrameDecoder",
+    "SyncMode",
+    "SyncPlan",
+    "plan_sync",
+    "ProposalTracker",
+]
+
+MAX_FRAME = (1 << 20) + 64
+PROTOCOL_VERSION = 0x10000  # ZooKeeper's Zab 1.0 protocol number, kept for familiarity
+
+
+class ZabProtocolError(Exception):
+    """The remote peer sent bytes that are not a valid message; drop that connection."""
+
+
+class MsgType(enum.IntEnum):
+    FOLLOWERINFO = 1
+    LEADERINFO = 2
+    ACKEPOCH = 3
+    TRUNC = 4
+    DIFF = 5
+    TXN = 6
+    NEWLEADER = 7
+    ACK = 8
+    UPTODATE = 9
+    PROPOSAL = 10
+    COMMIT = 11
+    INFORM = 12
+    PING = 13
+
+
+class LearnerType(enum.IntEnum):
+    PARTICIPANT = 0
+    OBSERVER = 1
+
+
+@dataclass(frozen=True, slots=True)
+class FollowerInfo:
+    sid: int
+    accepted_epoch: int
+    learner_type: LearnerType = LearnerType.PARTICIPANT
+    protocol_version: int = PROTOCOL_VERSION
+
+
+@dataclass(frozen=True, slots=True)
+class LeaderInfo:
+    epoch: int
+    protocol_version: int = PROTOCOL_VERSION
+
+
+@dataclass(frozen=True, slots=True)
+class AckEpoch:
+    """current_epoch is -1 when the learner had already accepted this epoch (ZooKeeper's rule)."""
+    current_epoch: int
+    last_zxid: int
+
+
+@dataclass(frozen=True, slots=True)
+class Trunc:
+    zxid: int
+
+
+@dataclass(frozen=True, slots=True)
+class Diff:
+    from_zxid: int
+    to_zxid: int
+
+
+@dataclass(frozen=True, slots=True)
+class Txn:
+    zxid: int
+    payload: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class NewLeader:
+    zxid: int  # make_zxid(new_epoch, 0)
+
+
+@dataclass(frozen=True, slots=True)
+class Ack:
+    zxid: int
+
+
+@dataclass(frozen=True, slots=True)
+class UpToDate:
+    committed_zxid: int
+
+
+@dataclass(frozen=True, slots=True)
+class Proposal:
+    zxid: int
+    payload: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Commit:
+    zxid: int
+
+
+@dataclass(frozen=True, slots=True)
+class Inform:
+    zxid: int
+    payload: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Ping:
+    pass
+
+
+Message = Union[FollowerInfo, LeaderInfo, AckEpoch, Trunc, Diff, Txn, NewLeader, Ack,
+                UpToDate, Proposal, Commit, Inform, Ping]
+
+_Q = struct.Struct(">q")
+_QQ = struct.Struct(">qq")
+_FI = struct.Struct(">qqBi")
+_LI = struct.Struct(">qi")
+
+_TYPE_OF: dict[type, MsgType] = {
+    FollowerInfo: MsgType.FOLLOWERINFO, LeaderInfo: MsgType.LEADERINFO,
+    AckEpoch: MsgType.ACKEPOCH, Trunc: MsgType.TRUNC, Diff: MsgType.DIFF, Txn: MsgType.TXN,
+    NewLeader: MsgType.NEWLEADER, Ack: MsgType.ACK, UpToDate: MsgType.UPTODATE,
+    Proposal: MsgType.PROPOSAL, Commit: MsgType.COMMIT, Inform: MsgType.INFORM,
+    Ping: MsgType.PING,
+}
+
+
+def _body(msg: Message) -> bytes:
+    match msg:
+        case FollowerInfo():
+            return _FI.pack(msg.sid, msg.accepted_epoch, int(msg.learner_type), msg.protocol_version)
+        case LeaderInfo():
+            return _LI.pack(msg.epoch, msg.protocol_version)
+        case AckEpoch():
+            return _QQ.pack(msg.current_epoch, msg.last_zxid)
+        case Diff():
+            return _QQ.pack(msg.from_zxid, msg.to_zxid)
+        case Txn() | Proposal() | Inform():
+            return _Q.pack(msg.zxid) + msg.payload
+        case Trunc() | NewLeader() | Ack() | Commit():
+            return _Q.pack(msg.zxid)
+        case UpToDate():
+            return _Q.pack(msg.committed_zxid)
+        case Ping():
+            return b""
+    raise TypeError(f"not a Zab message: {msg!r}")
+
+
+def encode(msg: Message) -> bytes:
+    """One frame: int32 length, type byte, body."""
+    body = bytes([_TYPE_OF[type(msg)]]) + _body(msg)
+    if len(body) > MAX_FRAME:
+        raise ValueError(f"{type(msg).__name__} of {len(body)} bytes exceeds MAX_FRAME")
+    return struct.pack(">i", len(body)) + body
+
+
+def _need(body: bytes, n: int, what: str) -> None:
+    if len(body) != n:
+        raise ZabProtocolError(f"{what}: expected {n} body bytes, got {len(body)}")
+
+
+def decode(frame: bytes) -> Message:
+    """Decode one frame body (without the length prefix)."""
+    if not frame:
+        raise ZabProtocolError("empty frame")
+    try:
+        t = MsgType(frame[0])
+    except ValueError:
+        raise ZabProtocolError(f"unknown message type {frame[0]}") from None
+    b = frame[1:]
+    name = t.name
+    if t is MsgType.FOLLOWERINFO:
+        _need(b, _FI.size, name)
+        sid, acc, lt, pv = _FI.unpack(b)
+        try:
+            learner = LearnerType(lt)
+        except ValueError:
+            raise ZabProtocolError(f"{name}: unknown learner type {lt}") from None
+        if pv != PROTOCOL_VERSION:
+            raise ZabProtocolError(f"{name}: protocol version {pv:#x}, expected {PROTOCOL_VERSION:#x}")
+        return FollowerInfo(sid, acc, learner, pv)
+    if t is MsgType.LEADERINFO:
+        _need(b, _LI.size, name)
+        ep, pv = _LI.unpack(b)
+        if pv != PROTOCOL_VERSION:
+            raise ZabProtocolError(f"{name}: protocol version {pv:#x}, expected {PROTOCOL_VERSION:#x}")
+        return LeaderInfo(ep, pv)
+    if t in (MsgType.ACKEPOCH, MsgType.DIFF):
+        _need(b, _QQ.size, name)
+        a, c = _QQ.unpack(b)
+        return AckEpoch(a, c) if t is MsgType.ACKEPOCH else Diff(a, c)
+    if t in (MsgType.TXN, MsgType.PROPOSAL, MsgType.INFORM):
+        if len(b) < 8:
+            raise ZabProtocolError(f"{name}: expected at least 8 body bytes, got {len(b)}")
+        (z,) = _Q.unpack_from(b)
+        cls = {MsgType.TXN: Txn, MsgType.PROPOSAL: Proposal, MsgType.INFORM: Inform}[t]
+        return cls(z, bytes(b[8:]))
+    if t is MsgType.PING:
+        _need(b, 0, name)
+        return Ping()
+    _need(b, 8, name)
+    (z,) = _Q.unpack(b)
+    return {MsgType.TRUNC: Trunc, MsgType.NEWLEADER: NewLeader, MsgType.ACK: Ack,
+            MsgType.UPTODATE: UpToDate, MsgType.COMMIT: Commit}[t](z)
+
+
+class FrameDecoder:
+    """Bytes in, messages out; a bad length or body raises ZabProtocolError."""
+
+    def __init__(self, max_frame: int = MAX_FRAME) -> None:
+        self._buf = bytearray()
+        self._max = max_frame
+        self.last_length: int | None = None
+
+    def feed(self, data: bytes) -> None:
+        self._buf += data
+
+    def next_message(self) -> Message | None:
+        if len(self._buf) < 4:
+            return None
+        (n,) = struct.unpack_from(">i", self._buf)
+        self.last_length = n
+        if n <= 0 or n > self._max:
+            raise ZabProtocolError(f"frame length {n} outside 1..{self._max}")
+        if len(self._buf) < 4 + n:
+            return None
+        frame = bytes(self._buf[4:4 + n])
+        del self._buf[:4 + n]
+        return decode(frame)
+
+
+# ---- synchronisation -------------------------------------------------------
+
+class SyncMode(enum.Enum):
+    NONE = "none"
+    DIFF = "diff"
+    TRUNC = "trunc"
+
+
+@dataclass(frozen=True, slots=True)
+class SyncPlan:
+    mode: SyncMode
+    trunc_zxid: int | None  # TRUNC target, else None
+    from_zxid: int           # the learner keeps everything up to here
+    to_zxid: int             # the leader's last zxid
+
+
+def plan_sync(leader_zxids: list[int], learner_last_zxid: int) -> SyncPlan:
+    """What a learner with `learner_last_zxid` needs to match the leader's history.
+
+    Zab keeps histories prefix-ordered, so a learner's log can only diverge in
+    a tail the leader never had (uncommitted proposals of a dead epoch). If the
+    learner's last zxid is in the leader's history it only needs the rest
+    (DIFF); otherwise it cuts back to the last zxid both can share (TRUNC),
+    then gets the rest.
+    """
+    to = leader_zxids[-1] if leader_zxids else 0
+    if learner_last_zxid == to:
+        return SyncPlan(SyncMode.NONE, None, learner_last_zxid, to)
+    if learner_last_zxid == 0 or _contains(leader_zxids, learner_last_zxid):
+        return SyncPlan(SyncMode.DIFF, None, learner_last_zxid, to)
+    shared = _last_below(leader_zxids, learner_last_zxid)
+    return SyncPlan(SyncMode.TRUNC, shared, shared, to)
+
+
+def _contains(sorted_zxids: list[int], z: int) -> bool:
+    import bisect
+    i = bisect.bisect_left(sorted_zxids, z)
+    return i < len(sorted_zxids) and sorted_zxids[i] == z
+
+
+def _last_below(sorted_zxids: list[int], z: int) -> int:
+    import bisect
+    i = bisect.bisect_left(sorted_zxids, z)
+    return sorted_zxids[i - 1] if i > 0 else 0
+
+
+# ---- commit bookkeeping ----------------------------------------------------
+
+@dataclass(slots=True)
+class ProposalTracker:
+    """Outstanding proposals and who acked them; commits strictly in zxid order.
+
+    Acks are cumulative: a follower logs in zxid order and fsyncs before it
+    acks, so ACK(z) vouches for every outstanding proposal up to z.
+    """
+    contains_quorum: Callable[[Iterable[int]], bool]
+    outstanding: dict[int, set[int]] = field(default_factory=dict)
+
+    def propose(self, zxid: int, self_sid: int) -> None:
+        self.outstanding[zxid] = {self_sid}
+
+    def ack(self, sid: int, zxid: int) -> list[int]:
+        for z, ackers in self.outstanding.items():
+            if z <= zxid:
+                ackers.add(sid)
+        return self._ready()
+
+    def _ready(self) -> list[int]:
+        done: list[int] = []
+        for z in list(self.outstanding):
+            if not self.contains_quorum(self.outstanding[z]):
+                break
+            del self.outstanding[z]
+            done.append(z)
+        return done

@@ -1,0 +1,62 @@
+"""Helpers for the orchestrator tests: real processes, real sockets, tmp run dirs."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import psutil
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+PLANS = ROOT / "plans"
+
+
+def chaos_env() -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(ROOT) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    env.pop("CHAOS_DEBUG", None)
+    return env
+
+
+def chaos_cmd(*args: str) -> list[str]:
+    return [sys.executable, "-m", "chaos", *args]
+
+
+def run_chaos(*args: str, timeout: float = 600, cwd: Path = ROOT) -> subprocess.CompletedProcess:
+    return subprocess.run(chaos_cmd(*args), cwd=cwd, env=chaos_env(), capture_output=True,
+                          text=True, timeout=timeout)
+
+
+def procs_mentioning(text: str) -> list[psutil.Process]:
+    """Live processes whose cmdline contains `text` (e.g. a run dir)."""
+    out = []
+    for p in psutil.process_iter(["cmdline", "status"]):
+        try:
+            if p.info["status"] == psutil.STATUS_ZOMBIE:
+                continue
+            if text in " ".join(p.info["cmdline"] or []):
+                out.append(p)
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            pass
+    return out
+
+
+def toxiproxy_available() -> bool:
+    try:
+        import chaos.toxiproxy.client  # noqa: F401
+        import chaos.toxiproxy.process  # noqa: F401
+    except Exception:
+        return False
+    return True
+
+
+def node_available() -> bool:
+    return (ROOT / "node" / "__main__.py").exists()
+
+
+needs_toxiproxy = pytest.mark.skipif(not toxiproxy_available(),
+                                     reason="chaos.toxiproxy client/process not importable yet")
+needs_node = pytest.mark.skipif(not node_available(), reason="node/ has no entry point yet")
+

@@ -1,0 +1,129 @@
+"""Unit level: zoo.cfg generation, `fles` parsing, event tailing, stale polls."""
+from __future__ import annotations
+
+import json
+import socket
+import threading
+import time
+
+from chaos.ensemble import Ensemble
+from chaos.journal import JournalWriter
+from chaos.links import LinkFaults
+from chaos.observe import NodeStatus, Observer, parse_fles, query_fles
+from chaos.plan.model import Ensemble as Spec
+from chaos.plan.model import FrozenDict
+
+
+def _ensemble(tmp_path, spec):
+    sids = spec.sids
+    real = list(range(30000, 30000 + 3 * len(sids)))
+    listen = {l: 31000 + k for k, l in enumerate(LinkFaults.all_links(sids))}
+    return Ensemble(tmp_path, spec, real, listen), listen
+
+
+def _cfg(text):
+    return dict(l.split("=", 1) for l in text.splitlines() if l and not l.startswith("#"))
+
+
+def test_zoo_cfg_points_every_peer_through_its_proxy(tmp_path):
+    spec = Spec(nodes=3, observers=1, tick_time_ms=150, init_limit=7, sync_limit=3,
+                txn_interval_ms=50, protocol="3.4")
+    ens, listen = _ensemble(tmp_path, spec)
+    ens.write_configs()
+    c2 = _cfg((tmp_path / "n2" / "zoo.cfg").read_text())
+    me = ens.nodes[2]
+    assert c2["server.2"] == f"127.0.0.1:{me.quorum_port}:{me.election_port}"
+    assert c2["server.1"] == f"127.0.0.1:{listen[(2, 1, 'quorum')]}:{listen[(2, 1, 'election')]}"
+    assert c2["server.4"] == f"127.0.0.1:{listen[(2, 4, 'quorum')]}:{listen[(2, 4, 'election')]}:observer"
+    assert (c2["tickTime"], c2["initLimit"], c2["syncLimit"]) == ("150", "7", "3")
+    assert c2["txnIntervalMs"] == "50" and c2["fle.protocol"] == "3.4"
+    assert c2["clientPortAddress"] == "127.0.0.1" and c2["4lw.commands.whitelist"] == "*"
+    assert c2["clientPort"] == str(me.client_port) and "peerType" not in c2
+    assert "weight.1" not in c2
+    assert (tmp_path / "n2" / "data" / "myid").read_text().strip() == "2"
+    assert _cfg((tmp_path / "n4" / "zoo.cfg").read_text())["peerType"] == "observer"
+
+
+def test_zoo_cfg_weights_and_groups(tmp_path):
+    spec = Spec(nodes=5, weights=FrozenDict({5: 0}), groups=((1, 2, 3), (4, 5)))
+    ens, _ = _ensemble(tmp_path, spec)
+    c = _cfg(ens.zoo_cfg(1))
+    assert c["group.1"] == "1:2:3" and c["group.2"] == "4:5"
+    assert c["weight.5"] == "0" and c["weight.1"] == "1"
+
+
+def test_parse_fles():
+    d = parse_fles("fle_sid\t2\nfle_state\tFOLLOWING\nfle_leader\t3\nfle_last_election_path\tquorum\ngarbage\n")
+    assert d == {"fle_sid": 2, "fle_state": "FOLLOWING", "fle_leader": 3, "fle_last_election_path": "quorum"}
+
+
+def _server(reply: bytes | None):
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    s.listen(4)
+    conns = []
+
+    def serve():
+        while True:
+            try:
+                c, _ = s.accept()
+            except OSError:
+                return
+            conns.append(c)
+            c.recv(16)
+            if reply is not None:
+                c.sendall(reply)
+                c.close()
+
+    threading.Thread(target=serve, daemon=True).start()
+    return s, conns
+
+
+def test_query_fles_answers_and_times_out_on_a_silent_peer():
+    ok, _ = _server(b"fle_state\tLEADING\nfle_leader\t1\n")
+    silent, conns = _server(None)  # accepts like a SIGSTOPped node's backlog, never answers
+    try:
+        assert query_fles(ok.getsockname()[1])["fle_state"] == "LEADING"
+        t0 = time.monotonic()
+        assert query_fles(silent.getsockname()[1], timeout=0.3) is None
+        assert time.monotonic() - t0 < 2.0
+    finally:
+        ok.close()
+        silent.close()
+        for c in conns:
+            c.close()
+
+
+def test_event_tail_keeps_partial_lines_and_node_time(tmp_path):
+    j = JournalWriter(tmp_path / "run")
+    ev = tmp_path / "events.jsonl"
+    obs = Observer(j, {1: (1, ev)}, running=lambda sid: True)
+    line1 = json.dumps({"ts": 1.5, "mono_ms": j.start_mono_ms + 250.0, "sid": 1,
+                        "event": "state_changed", "from": "LOOKING", "to": "LEADING"})
+    line2 = json.dumps({"ts": 2.0, "mono_ms": j.start_mono_ms + 500.0, "sid": 1,
+                        "event": "epoch_established", "epoch": 3, "type": "odd"})
+    ev.write_text(line1 + "\n" + line2[:10])
+    assert obs.drain_events() == 1
+    with open(ev, "a") as fh:
+        fh.write(line2[10:] + "\n")
+    assert obs.drain_events() == 1
+    recs = [r for r in j.journal["records"] if r["type"] == "node_event"]
+    assert [r["event"] for r in recs] == ["state_changed", "epoch_established"]
+    assert recs[0]["from"] == "LOOKING" and recs[0]["node_ts"] == 1.5 and recs[0]["t"] == 0.25
+    assert recs[1]["epoch"] == 3 and recs[1]["node_type"] == "odd"
+    j.close()
+
+
+def test_status_records_only_changes_and_drops_stale_polls(tmp_path):
+    j = JournalWriter(tmp_path / "run")
+    obs = Observer(j, {1: (1, tmp_path / "none.jsonl")}, running=lambda sid: True)
+    up = NodeStatus(1, up=True, state="LEADING", leader=1, epoch=2, synced=True)
+    obs._set(up, 0)
+    obs._set(up, 0)
+    gen_before_kill = 0
+    obs.mark_down(1)                      # the orchestrator killed it
+    obs._set(up, gen_before_kill)         # a poll answered before the kill lands late
+    states = [(r["up"], r["state"]) for r in j.journal["records"] if r["type"] == "status"]
+    assert states == [(True, "LEADING"), (False, None)]
+    assert obs.view()[1].up is False
+    j.close()

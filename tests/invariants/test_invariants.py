@@ -1,0 +1,384 @@
+"""Each invariant: a violating journal → invalid with the right evidence seqs,
+a clean one → valid, a setup failure → unknown."""
+
+from __future__ import annotations
+
+import pytest
+
+from chaos.invariants import (
+    INVARIANTS,
+    InvariantResult,
+    check_all,
+    convergence,
+    leader_validity,
+    no_committed_txn_lost,
+    out_of_election_join,
+    overall,
+    setup_failure,
+    single_leader,
+)
+from chaos.report.synth import JournalBuilder, realistic_journal
+
+
+def formed(n: int = 3) -> tuple[JournalBuilder, dict]:
+    """Three nodes start and elect node n (the highest sid wins on equal zxid)."""
+    b = JournalBuilder(n)
+    b.rec("run_started", seed=7, command="chaos run plans/leader_kill.yaml")
+    b.start()
+    e = b.election(n, b.voters)
+    return b, e
+
+
+def kill_and_reelect(b: JournalBuilder, old: int, new: int, survivors: list[int]) -> dict:
+    b.advance(1.0)
+    b.fault("requested", "f1", "kill", {"node": old})
+    b.kill(old)
+    b.fault("effective", "f1", "kill", {"node": old})
+    b.advance(0.5)
+    return b.election(new, survivors)
+
+
+# ---------------------------------------------------------------- clean runs
+
+
+def test_clean_realistic_run_is_valid_for_every_invariant():
+    j = realistic_journal(nodes=5, seconds=30)
+    results = check_all(j)
+    assert [r.name for r in results] == list(INVARIANTS)
+    assert {r.verdict for r in results} == {"valid"}, results
+    assert overall(results) == "valid"
+    # the realistic run really exercises the joins and leader changes
+    assert "joined the running leader" in next(r for r in results if r.name == "out_of_election_join").message
+
+
+def test_clean_kill_and_reelect_is_valid():
+    b, _ = formed()
+    b.commit(3, [1, 2])
+    kill_and_reelect(b, 3, 2, [1, 2])
+    b.commit(2, [1])
+    b.log_summaries()
+    j = b.journal(finished=False)
+    for fn in INVARIANTS.values():
+        assert fn(j, None).verdict == "valid", fn.__name__
+
+
+# ---------------------------------------------------------------- setup failures
+
+
+def test_no_records_is_unknown_everywhere():
+    j = JournalBuilder(3).journal(finished=False)
+    results = check_all(j)
+    assert {r.verdict for r in results} == {"unknown"}
+    assert all("no run data" in r.message for r in results)
+    assert overall(results) == "unknown"
+
+
+def test_never_formed_before_first_fault_is_unknown_not_invalid():
+    b = JournalBuilder(3)
+    b.start()  # all LOOKING, nobody leads
+    b.fault("requested", "f1", "kill", {"node": 3})
+    b.kill(3)
+    # later two nodes claim epoch 1 with different leaders — would be invalid,
+    # but a run that never formed is a setup failure, not an election bug
+    b.ev(1, "epoch_established", epoch=1, role="leader", leader=1, last_zxid=0)
+    b.ev(2, "epoch_established", epoch=1, role="leader", leader=2, last_zxid=0)
+    j = b.journal(finished=False)
+    assert "setup failure" in setup_failure(j)
+    results = check_all(j)
+    assert {r.verdict for r in results} == {"unknown"}, results
+    assert all(r.first_violation is None for r in results)
+
+
+def test_leader_without_following_quorum_is_not_formed():
+    b = JournalBuilder(5)
+    b.start()
+    b.status(5, "LEADING", 5, 1)
+    b.status(4, "FOLLOWING", 5, 1)  # 2 of 5: no quorum
+    b.fault("requested", "f1", "pause", {"node": 5})
+    assert setup_failure(b.journal(finished=False)) is not None
+    assert single_leader(b.journal(finished=False)).verdict == "unknown"
+
+
+# ---------------------------------------------------------------- single_leader
+
+
+def test_two_leaders_established_in_one_epoch_is_invalid_with_both_claims():
+    b, e = formed()
+    b.advance(1)
+    b.fault("requested", "f1", "partition", {"isolate": 3}, [[3, 1, "election"], [3, 2, "election"]])
+    # node 2 establishes epoch 1 too: split brain
+    bad = b.ev(2, "epoch_established", epoch=1, role="leader", leader=2, last_zxid=0)
+    r = single_leader(b.journal(finished=False))
+    assert r.verdict == "invalid"
+    assert r.evidence == (e["established"][3], bad)
+    assert r.first_violation == bad
+    assert "epoch 1" in r.message
+
+
+def test_followers_of_different_leaders_in_one_epoch_is_invalid():
+    b, e = formed()
+    b.advance(1)
+    b.fault("requested", "f1", "partition", {"isolate": 3})
+    b.state[2], b.leader_of[2] = "LOOKING", -1
+    b.status(2)  # LOOKING at epoch 1
+    bad = b.status(2, "FOLLOWING", 1, 2)  # follows 1 in epoch 2 ...
+    b.ev(1, "epoch_established", epoch=2, role="leader", leader=1, last_zxid=0)
+    ok = b.status(3, "FOLLOWING", 3, 2)  # ... fine so far; now a voter follows 3 in epoch 2
+    r = single_leader(b.journal(finished=False))
+    assert r.verdict == "invalid"
+    assert r.evidence == (bad, ok)
+
+
+def test_unestablished_second_leader_is_allowed():
+    """ZAB lets a partitioned old leader keep LEADING while a new one is elected;
+    only two leaders of one *established* epoch are a violation."""
+    b, _ = formed()
+    b.fault("requested", "f1", "partition", {"isolate": 3})
+    b.election(2, [1, 2], established=False)  # 2 LEADING with stale epoch 1, 3 still LEADING epoch 1
+    assert single_leader(b.journal(finished=False)).verdict == "valid"
+
+
+# ---------------------------------------------------------------- convergence
+
+
+def test_convergence_within_bound_is_valid_and_reports_time():
+    b, _ = formed()
+    b.advance(1)
+    b.fault("requested", "f1", "kill", {"node": 3})
+    b.kill(3)
+    b.fault("undone", "f1", "kill", {"node": 3})
+    b.advance(2.0)
+    b.election(2, [1, 2])
+    b.advance(20)
+    b.status(1)
+    r = convergence(b.journal(), {"within": "15s"})
+    assert r.verdict == "valid"
+    assert "leader 2" in r.message and "2." in r.message
+
+
+def test_no_agreement_within_bound_is_invalid_with_last_disagreement():
+    b, _ = formed()
+    b.advance(1)
+    b.fault("requested", "f1", "partition", {"isolate": 3})
+    b.fault("undone", "f1", "partition", {"isolate": 3})
+    b.advance(0.5)
+    s1 = b.status(1, "LOOKING", -1)
+    s2 = b.status(2, "LOOKING", -1)
+    b.advance(3)
+    s1b = b.status(1)  # still LOOKING
+    b.advance(30)
+    b.status(1, "FOLLOWING", 3)  # too late: after the 5 s bound
+    j = b.journal()
+    r = convergence(j, {"within": 5})
+    assert r.verdict == "invalid"
+    last3 = max(x["seq"] for x in j["records"] if x.get("sid") == 3 and x["seq"] < s1)
+    assert r.evidence == tuple(sorted((s1b, s2, last3)))
+    assert r.first_violation == s1b
+    assert "within 5 s" in r.message
+
+
+def test_convergence_bound_defaults_to_15s():
+    b, _ = formed()
+    b.fault("requested", "f1", "kill", {"node": 3})
+    b.kill(3)
+    b.advance(14.0)
+    b.election(2, [1, 2])
+    assert convergence(b.journal(), None).verdict == "valid"
+    b2, _ = formed()
+    b2.fault("requested", "f1", "kill", {"node": 3})
+    b2.kill(3)
+    b2.advance(16.0)
+    b2.election(2, [1, 2])
+    assert convergence(b2.journal(), None).verdict == "invalid"
+
+
+def test_convergence_on_partial_journal_still_within_bound_is_unknown():
+    b, _ = formed()
+    b.fault("requested", "f1", "kill", {"node": 3})
+    b.kill(3)
+    b.advance(2)
+    b.status(1, "LOOKING", -1)
+    assert convergence(b.journal(finished=False), {"within": 15}).verdict == "unknown"
+
+
+# ---------------------------------------------------------------- out_of_election_join
+
+
+def _restart_into(b: JournalBuilder, sid: int, leader: int, *, path: str = "out_of_election",
+                  joined_leader: int | None = None) -> dict:
+    seqs = {"restart": b.process(sid, "started")}
+    b.ev(sid, "node_started", pid=b.pid[sid], protocol="3.8", peer_type="participant",
+         last_zxid=b.zxid[sid], accepted_epoch=b.accepted[sid], current_epoch=b.epoch[sid])
+    b.advance(0.2)
+    to = joined_leader if joined_leader is not None else leader
+    seqs["finished"] = b.ev(sid, "election_finished", leader=to, zxid=b.zxid[to], peer_epoch=b.epoch[to],
+                            round=1, duration_ms=200, path=path, state="FOLLOWING",
+                            notifications_sent=2, notifications_received=2)
+    b.epoch[sid] = b.epoch[to]
+    seqs["status"] = b.status(sid, "FOLLOWING", to)
+    return seqs
+
+
+def test_no_restart_is_valid_not_applicable():
+    b, _ = formed()
+    r = out_of_election_join(b.journal())
+    assert r.verdict == "valid" and r.message == "no restart into a running ensemble"
+
+
+def test_restart_joins_out_of_election():
+    b, _ = formed()
+    b.fault("requested", "f1", "kill", {"node": 1})
+    b.kill(1)
+    b.advance(1)
+    _restart_into(b, 1, 3)
+    r = out_of_election_join(b.journal())
+    assert r.verdict == "valid" and "1 restart" in r.message
+
+
+def test_restart_that_joins_by_quorum_path_is_invalid():
+    b, _ = formed()
+    b.fault("requested", "f1", "kill", {"node": 1})
+    b.kill(1)
+    b.advance(1)
+    s = _restart_into(b, 1, 3, path="quorum")
+    r = out_of_election_join(b.journal())
+    assert r.verdict == "invalid"
+    assert r.evidence == (s["restart"], s["finished"])
+    assert r.first_violation == s["finished"]
+
+
+def test_restart_that_bumps_the_epoch_is_invalid():
+    b, _ = formed()
+    b.fault("requested", "f1", "kill", {"node": 1})
+    b.kill(1)
+    b.advance(1)
+    restart = b.process(1, "started")
+    b.advance(0.3)
+    bump = b.ev(3, "epoch_established", epoch=2, role="leader", leader=3, last_zxid=0)
+    r = out_of_election_join(b.journal())
+    assert r.verdict == "invalid"
+    assert r.evidence == (restart, bump)
+
+
+def test_restart_that_never_joins_is_invalid_once_the_run_ended():
+    b, _ = formed()
+    b.fault("requested", "f1", "kill", {"node": 1})
+    b.kill(1)
+    restart = b.process(1, "started")
+    b.status(1, "LOOKING", -1)
+    assert out_of_election_join(b.journal(finished=False)).verdict == "unknown"
+    r = out_of_election_join(b.journal())
+    assert r.verdict == "invalid" and r.evidence == (restart,)
+
+
+# ---------------------------------------------------------------- leader_validity
+
+
+def test_leader_with_lower_zxid_than_a_voter_is_invalid():
+    b, _ = formed()
+    b.commit(3, [1, 2])
+    b.commit(3, [1])  # node 1 has one more txn than node 2
+    b.advance(1)
+    b.fault("requested", "f1", "kill", {"node": 3})
+    b.kill(3)
+    e = b.election(2, [1, 2])  # 2 wins although 1 has the higher zxid
+    r = leader_validity(b.journal())
+    assert r.verdict == "invalid"
+    assert r.first_violation == min(e["finished"].values())
+    assert e["started"][1] in r.evidence and e["finished"][1] in r.evidence
+    assert "voter 1" in r.message
+
+
+def test_highest_zxid_wins_is_valid_and_out_of_election_is_not_judged():
+    b, _ = formed()
+    b.commit(3, [1, 2])
+    b.commit(3, [1])
+    b.fault("requested", "f1", "kill", {"node": 3})
+    b.kill(3)
+    b.election(1, [1, 2])
+    b.election(2, [1, 2], path="out_of_election")  # not the quorum path: not judged
+    r = leader_validity(b.journal())
+    assert r.verdict == "valid" and "2 quorum-path" in r.message
+
+
+# ---------------------------------------------------------------- no_committed_txn_lost
+
+
+def test_new_leader_behind_a_committed_txn_is_invalid():
+    b, _ = formed()
+    b.commit(3, [1, 2])
+    z, seq = b.commit(3, [1], applied=True)  # committed with the ack of 1 only
+    b.fault("requested", "f1", "partition", {"isolate": 3})
+    b.advance(1)
+    e = b.election(2, [2], established=True)  # 2 becomes leader without txn z
+    r = no_committed_txn_lost(b.journal())
+    assert r.verdict == "invalid"
+    assert r.evidence == (seq, e["established"][2])
+
+
+def test_committed_txn_missing_from_new_leader_log_is_invalid():
+    b, _ = formed()
+    z1, s1 = b.commit(3, [1, 2])
+    z2, s2 = b.commit(3, [1, 2])
+    kill_and_reelect(b, 3, 2, [1, 2])
+    b.log[2][1] = [2, 2]  # the log lost txn counter 1 of epoch 1
+    sums = b.log_summaries()
+    r = no_committed_txn_lost(b.journal())
+    assert r.verdict == "invalid"
+    assert r.evidence[0] == s1 and r.evidence[-1] == sums[2]
+    assert r.first_violation == sums[2]
+
+
+def test_no_txns_is_valid():
+    b, _ = formed()
+    assert no_committed_txn_lost(b.journal()).message == "no committed txn observed"
+
+
+# ---------------------------------------------------------------- check_all / overall
+
+
+def test_check_all_follows_spec_order_and_flags_unknown_names():
+    b, _ = formed()
+    rs = check_all(b.journal(finished=False), {"convergence": {"within": "1s"}, "nonsense": {}})
+    assert [r.name for r in rs] == ["convergence", "nonsense"]
+    assert rs[1].verdict == "unknown"
+
+
+@pytest.mark.parametrize(
+    "verdicts,expected",
+    [(["valid", "valid"], "valid"), (["valid", "unknown"], "unknown"),
+     (["unknown", "invalid"], "invalid"), ([], "unknown")],
+)
+def test_overall(verdicts, expected):
+    assert overall([InvariantResult("x", v, "") for v in verdicts]) == expected
+    assert overall([{"verdict": v} for v in verdicts]) == expected
+
+
+def test_two_leaders_seen_only_through_status_polls_is_invalid():
+    """Without node events (events.jsonl tailing off), polled epochs still count."""
+    b = JournalBuilder(3)
+    b.start()
+    for s in (1, 2):
+        b.status(s, "FOLLOWING", 3, 1)
+    first = b.status(3, "LEADING", 3, 1)
+    b.fault("requested", "f1", "partition", {"isolate": 3})
+    b.status(2, "LOOKING", -1, 1)
+    second = b.status(2, "LEADING", 2, 1)  # stale epoch: not established, allowed
+    assert single_leader(b.journal(finished=False)).verdict == "valid"
+    b.status(2, "LOOKING", -1, 1)
+    b.status(2, "LEADING", 2, 2)
+    b.status(1, "LOOKING", -1, 1)
+    third = b.status(1, "LEADING", 1, 2)  # two polled leaders of epoch 2
+    r = single_leader(b.journal(finished=False))
+    assert r.verdict == "invalid" and r.first_violation == third
+    assert first not in r.evidence and second not in r.evidence
+
+
+def test_paused_node_does_not_block_convergence():
+    b, _ = formed(5)
+    b.fault("requested", "f1", "pause", {"node": 1})
+    b.process(1, "paused")
+    b.fault("undone", "f1", "pause", {"node": 1})
+    b.advance(1)
+    b.status(2)
+    assert convergence(b.journal(), {"within": "2s"}).verdict == "valid"

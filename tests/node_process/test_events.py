@@ -1,0 +1,56 @@
+"""events.jsonl: one flushed JSON object per line; a broken sink never raises."""
+from __future__ import annotations
+
+import enum
+import io
+import json
+
+from node.events import EventLog
+
+
+class Color(enum.Enum):
+    RED = "red"
+
+
+def test_lines_carry_ts_mono_sid_event_and_fields(tmp_path):
+    log = EventLog(tmp_path / "events.jsonl", 7, wall_clock=lambda: 1000.5, mono_clock=lambda: 2.25)
+    log.emit("state_changed", {"from": "LOOKING", "to": "LEADING"})
+    log.emit("odd", {"color": Color.RED, "path": tmp_path, "sids": {3}, "sid": 99})
+    # flushed per line: readable before close
+    lines = (tmp_path / "events.jsonl").read_text().splitlines()
+    assert json.loads(lines[0]) == {"ts": 1000.5, "mono_ms": 2250.0, "sid": 7, "event": "state_changed",
+                                    "from": "LOOKING", "to": "LEADING"}
+    second = json.loads(lines[1])
+    assert second["color"] == "red" and second["path"] == str(tmp_path) and second["sids"] == [3]
+    assert second["sid"] == 7  # a field can't overwrite the envelope
+    log.close()
+
+
+def test_unwritable_log_reports_once_and_never_raises(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    err = io.StringIO()
+    log = EventLog(blocker / "sub" / "events.jsonl", 1, stderr=err)  # parent is a file
+    for _ in range(3):
+        log.emit("node_started", {"pid": 1})
+    assert err.getvalue().count("cannot write events") == 1
+    log.close()
+
+
+def test_write_failure_after_open_is_swallowed(tmp_path):
+    err = io.StringIO()
+    log = EventLog(tmp_path / "events.jsonl", 1, stderr=err)
+    log._fh.close()  # simulate the file going away under us
+    log.emit("x", {})
+    log.emit("y", {})
+    assert err.getvalue().count("cannot write events") == 1
+
+
+def test_listeners_see_events_and_a_failing_listener_is_contained(tmp_path):
+    log = EventLog(tmp_path / "events.jsonl", 1, stderr=io.StringIO())
+    seen = []
+    log.listeners.append(lambda e, f: seen.append(e))
+    log.listeners.append(lambda e, f: 1 / 0)
+    log.emit("a", {})
+    assert seen == ["a"]
+    assert json.loads((tmp_path / "events.jsonl").read_text())["event"] == "a"

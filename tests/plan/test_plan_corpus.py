@@ -1,0 +1,93 @@
+"""The shipped plans all validate; every broken plan fails with exactly its one expected issue."""
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+from jsonschema import Draft202012Validator
+
+from chaos.plan import (Kill, PlanError, Restart, Wait, WaitCondition, iter_steps, load_plan,
+                        schema_json)
+
+ROOT = Path(__file__).resolve().parents[2]
+PLANS = sorted((ROOT / "plans").glob("*.yaml"))
+BROKEN = sorted((Path(__file__).parent / "broken").glob("*.yaml"))
+REQUIRED_PLANS = {"leader_kill", "follower_restart", "leader_isolated", "minority_partition",
+                  "latency_storm", "reset_peer_flaps", "rolling_restart", "pause_leader",
+                  "partial_frames", "observer_and_weights"}
+
+
+def test_required_plans_exist():
+    assert REQUIRED_PLANS <= {p.stem for p in PLANS}
+
+
+@pytest.mark.parametrize("path", PLANS, ids=lambda p: p.stem)
+def test_plan_validates(path):
+    plan = load_plan(path)
+    assert plan.name == path.stem
+    assert len(plan.description.split()) >= 15, "the description must say what the plan proves"
+    assert plan.time_limit_s <= 40, "nightly runs every plan on 2 cores: keep it short"
+    assert plan.seed is not None, "shipped plans pin their seed so a nightly failure replays"
+    ens = plan.ensemble
+    assert (ens.tick_time_ms, ens.init_limit, ens.sync_limit, ens.txn_interval_ms) == (200, 10, 5, 100)
+    assert isinstance(plan.steps[0], Wait) and plan.steps[0].condition is WaitCondition.STABLE
+    json.dumps(plan.to_json())
+
+
+@pytest.mark.parametrize("path", PLANS, ids=lambda p: p.stem)
+def test_schema_accepts_plan(path):
+    from chaos.plan.loader import load_yaml
+    doc, issues = load_yaml(path.read_text(), str(path))
+    assert not issues
+    errors = list(Draft202012Validator(json.loads(schema_json())).iter_errors(doc.data))
+    assert errors == []
+
+
+def test_leader_kill_restarts_the_node_it_killed():
+    plan = load_plan(ROOT / "plans" / "leader_kill.yaml")
+    kill = next(s for s in plan.steps if isinstance(s, Kill))
+    restart = next(s for s in plan.steps if isinstance(s, Restart))
+    assert kill.bind_as and restart.target.value == kill.bind_as
+    joined = [s for s in plan.steps if isinstance(s, Wait) and s.condition is WaitCondition.JOINED]
+    assert joined and joined[0].node == restart.target
+
+
+def test_observer_and_weights_has_zero_weight_voter_and_observer():
+    ens = load_plan(ROOT / "plans" / "observer_and_weights.yaml").ensemble
+    assert len(ens.participants) == 5 and ens.observer_sids == (6,)
+    assert 0 in ens.weights.values() and ens.groups is not None
+    zero = [s for s in ens.participants if ens.weight(s) == 0]
+    assert zero and not set(zero) & set(ens.voters)
+
+
+def test_random_faults_uses_choice_inside_repeat():
+    plan = load_plan(ROOT / "plans" / "random_faults.yaml")
+    kinds = {s.kind for s in iter_steps(plan.steps)}
+    assert {"repeat", "choice"} <= kinds
+
+
+_EXPECT = re.compile(r"^# expect: (.+)$")
+
+
+def _expected(path: Path) -> str:
+    m = _EXPECT.match(path.read_text().splitlines()[0])
+    assert m, f"{path.name}: first line must be '# expect: LINE:COL PATH: MESSAGE'"
+    return m.group(1).strip()
+
+
+def test_corpus_is_big_enough():
+    assert len(BROKEN) >= 30
+
+
+@pytest.mark.parametrize("path", BROKEN, ids=lambda p: p.stem)
+def test_broken_plan_fails_with_expected_issue(path):
+    expected = _expected(path)
+    with pytest.raises(PlanError) as info:
+        load_plan(path)
+    issues = info.value.errors
+    assert len(issues) == 1, "\n".join(map(str, issues))
+    assert str(issues[0]).startswith(f"{path}:")
+    assert expected in str(issues[0])[len(str(path)) + 1:]
+    assert re.match(r"^\d+:\d+[: ]", expected), "the expectation names line:col"

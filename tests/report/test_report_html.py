@@ -1,0 +1,132 @@
+"""report.html: self-contained, verdict-first, escaped, small and fast."""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+
+from chaos.journal import JournalWriter
+from chaos.report import render_report
+from chaos.report.html import MAX_EVENT_ROWS, render_html
+from chaos.report.synth import JournalBuilder, formed, inject_split_brain, realistic_journal
+
+
+def _html(tmp_path, journal, b=None):
+    (b or JournalBuilder()).write(tmp_path, journal)
+    return render_report(tmp_path).read_text(encoding="utf-8")
+
+
+def test_valid_run_has_banner_lanes_and_replay_command(tmp_path):
+    b = formed(5)
+    b.advance(2)
+    b.commit(5, [1, 2, 3, 4])
+    html = _html(tmp_path, b.journal(), b)
+    assert re.search(r'<div class="banner valid" id="verdict">\s*<span>VALID</span>', html)
+    assert html.count('<g class="lane"') == 5
+    assert "chaos run plans/leader_kill.yaml --seed 7" in html
+    assert 'href="nodes/n3/node.log"' in html and 'href="nodes/n3/data/events.jsonl"' in html
+    # self-contained: nothing fetched from anywhere
+    assert not re.search(r'(src|href)="(https?:)?//', html)
+    assert "<link" not in html and "@import" not in html
+
+
+def test_violation_banner_links_to_an_existing_event_anchor(tmp_path):
+    b = formed()
+    bad = inject_split_brain(b)
+    j = b.journal()
+    assert j["verdict"] == "invalid"
+    html = _html(tmp_path, j, b)
+    assert '<div class="banner invalid" id="verdict">' in html
+    m = re.search(r'<a id="first-violation" href="#ev-(\d+)">first violation: single_leader', html)
+    assert m and int(m.group(1)) == bad
+    assert f'<tr id="ev-{bad}"' in html
+    # every evidence link lands on a row of the events table
+    for target in re.findall(r'href="#ev-(\d+)"', html):
+        assert f'id="ev-{target}"' in html, target
+
+
+def test_evidence_rows_survive_thinning(tmp_path):
+    """txn_committed rows are counted, not listed — unless an invariant cites one."""
+    b = formed()
+    z, s1 = b.commit(3, [1, 2])
+    z2, s2 = b.commit(3, [1], applied=False)
+    b.fault("requested", "f1", "partition", {"isolate": 3})
+    b.advance(1)
+    b.election(2, [2])
+    j = b.journal()
+    inv = next(i for i in j["invariants"] if i["name"] == "no_committed_txn_lost")
+    assert inv["verdict"] == "invalid" and s2 in inv["evidence"]
+    html = _html(tmp_path, j, b)
+    assert f'<tr id="ev-{s2}"' in html and f'<tr id="ev-{s1}"' not in html
+    assert re.search(r"Counted, not listed: .*\d+ notification_sent", html)
+
+
+def test_hostile_strings_are_escaped(tmp_path):
+    evil = "<script>alert(1)</script>"
+    b = formed(plan_name="x", description=f"desc {evil}")
+    b.run["plan_name"] = f"plan{evil}"
+    b.nodes[0]["name"] = evil
+    b.nodes[0]["log_path"] = f"logs/{evil}.log"
+    b.rec("step_started", step="steps[9]", kind="sleep", label=evil, resolved={})
+    b.ev(1, "handshake_rejected", remote=evil, reason="</script><b>x</b>")
+    html = _html(tmp_path, b.journal(), b)
+    assert evil not in html and "<b>x</b>" not in html
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+    # the JSON island cannot be closed early
+    island = re.search(r'<script type="application/json" id="report-data">(.*?)</script>', html, re.S).group(1)
+    assert "<" not in island
+    assert json.loads(island)["plan"] == f"plan{evil}"
+    assert html.count("<script") == 2  # the JSON island and our own script, nothing injected
+
+
+def test_old_or_partial_journal_renders_with_dashes(tmp_path):
+    j = {"schema_version": 0, "run": {"plan_name": "old"},
+         "records": [{"seq": 1, "t": 0.0, "type": "something_new", "x": 1},
+                     {"seq": 2, "t": 0.5, "type": "status", "sid": 1, "state": "LOOKING"}]}
+    html = render_html(j, tmp_path)
+    assert "journal schema_version 0; this report reads version 1" in html
+    assert '<span>UNKNOWN</span>' in html
+    assert re.search(r"<dt>seed</dt><dd[^>]*>—</dd>", html)
+    assert 'id="ev-1"' in html and "something_new" in html  # unknown types listed, not fatal
+    assert html.count('<g class="lane"') == 1
+
+
+def test_crashed_run_renders_from_jsonl_with_computed_invariants(tmp_path):
+    w = JournalWriter(tmp_path)
+    w.set_header(run={"plan_name": "crashy", "seed": 3}, nodes=[{"sid": s, "name": f"n{s}"} for s in (1, 2, 3)])
+    for s in (1, 2, 3):
+        w.record("status", sid=s, up=True, state="LOOKING", leader=-1, epoch=0)
+    w.close()
+    html = render_report(tmp_path).read_text()
+    assert "rebuilt from journal.jsonl" in html
+    assert "invariants computed when this report was rendered" in html
+    assert '<span>UNKNOWN</span>' in html and "has not formed yet" in html
+
+
+def test_events_table_is_capped_with_a_note(tmp_path, monkeypatch):
+    import chaos.report.html as h
+
+    monkeypatch.setattr(h, "MAX_EVENT_ROWS", 20)
+    b = formed()
+    for _ in range(30):
+        b.ev(1, "connection_opened", peer=2, port="election", direction="out", reason="")
+    html = h.render_html(b.journal(), tmp_path)
+    assert html.count('<tr id="ev-') == 20
+    assert re.search(r"<b>\d+ more rows beyond the first 20 not listed.</b>", html)
+    assert MAX_EVENT_ROWS > 1000
+
+
+def test_busy_60s_7_node_run_is_small_and_fast(tmp_path):
+    j = realistic_journal(nodes=7, seconds=60)
+    assert len(j["records"]) > 8000
+    JournalBuilder(7).write(tmp_path, j)
+    t0 = time.perf_counter()
+    path = render_report(tmp_path)
+    elapsed = time.perf_counter() - t0
+    size = path.stat().st_size
+    assert size < 2_000_000, size
+    assert elapsed < 6.0, elapsed  # bench/report_render.py measures the real figure (< 2 s)
+    html = path.read_text()
+    assert html.count('<g class="lane"') == 7
+    assert html.count('class="msgdiag"') == len(re.findall(r'<tr data-election="\d+">', html)) >= 6

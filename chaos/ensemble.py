@@ -251,6 +251,7 @@ class Ensemble:
 
     def shutdown(self, timeout: float = 5.0) -> None:
         """End every node: SIGCONT the paused, SIGTERM all at once, then SIGKILL."""
+        self.poll_exits()  # a node that died on its own is `exited`, not `stopped`
         live = [n for n in self.nodes.values() if n.proc is not None and n.state is not ProcState.DOWN]
         for n in live:
             n.expected_exit = True

@@ -71,8 +71,9 @@ from typing import Any, Callable
 from node.storage import Storage, epoch_of, make_zxid
 from node.zab_core import (
     Ack, AckEpoch, Commit, Diff, FollowerInfo, FrameDecoder, Inform, LeaderInfo,
-    LearnerType, Message, NewLeader, Ping, Proposal, ProposalTracker, SyncMode, Trunc,
-    Txn, UpToDate, ZabProtocolError, encode, plan_sync,
+    EpochAction, LearnerType, Message, NewLeader, Ping, Proposal, ProposalTracker, SyncMode,
+    Trunc, Txn, UpToDate, ZabProtocolError, encode, epoch_to_propose, is_more_recent,
+    learner_epoch_action, plan_sync,
 )
 
 __all__ = [
@@ -138,7 +139,10 @@ class _Conn:
             if self.closed:
                 raise _Closed("closed locally")
             try:
-                data = await asyncio.wait_for(self.reader.read(65536), timeout)
+                # asyncio.timeout, not wait_for: 3.11's wait_for can swallow a
+                # cancellation that races with data arriving, and stop() would hang
+                async with asyncio.timeout(timeout):
+                    data = await self.reader.read(65536)
             except TimeoutError:  # a subclass of OSError since 3.11: keep it distinct
                 raise
             except (ConnectionError, OSError) as e:
@@ -247,6 +251,11 @@ class Broadcast:
         self._server = await asyncio.start_server(self._on_accept, host, port)
 
     async def stop(self) -> None:
+        """End for good: a running lead()/follow() returns "stopped", sockets close.
+
+        The task running lead()/follow() is cancelled; if that is the caller's
+        own loop task, cancel it yourself first so it does not carry on.
+        """
         self._stopping = True
         if self._server is not None:
             self._server.close()
@@ -260,7 +269,8 @@ class Broadcast:
             await asyncio.wait(list(self._accepts))
         if self._server is not None:
             try:
-                await asyncio.wait_for(self._server.wait_closed(), 1.0)
+                async with asyncio.timeout(1.0):
+                    await self._server.wait_closed()
             except (TimeoutError, asyncio.TimeoutError):
                 pass
 
@@ -272,7 +282,10 @@ class Broadcast:
         try:
             return await coro_fn()
         except asyncio.CancelledError:
-            if self._stopping:
+            if self._stopping:  # our own stop(): a normal end, not the caller's cancellation
+                task = asyncio.current_task()
+                if task is not None:
+                    task.uncancel()
                 return REASON_STOPPED
             raise
         finally:
@@ -283,9 +296,9 @@ class Broadcast:
     async def lead(self) -> str:
         """Run the leader until it must give up; returns why."""
         ls = _LeadState(tracker=ProposalTracker(self._quorum))
-        self._lead = ls
 
         async def body() -> str:
+            self._lead = ls
             try:
                 return await self._lead_body(ls)
             finally:
@@ -306,7 +319,8 @@ class Broadcast:
                 return False
             ls.changed.clear()
             try:
-                await asyncio.wait_for(ls.changed.wait(), remaining)
+                async with asyncio.timeout(remaining):
+                    await ls.changed.wait()
             except (TimeoutError, asyncio.TimeoutError):
                 pass
         return True
@@ -323,7 +337,7 @@ class Broadcast:
             return {me} | {l.sid for l in self._live_voters(ls)}
         if not await self._wait_until(ls, lambda: self._quorum(connected()), self._clock() + init_s):
             return REASON_NO_EPOCH_QUORUM
-        epoch = max([st.accepted_epoch] + [l.accepted_epoch for l in self._live_voters(ls)]) + 1
+        epoch = epoch_to_propose(st.accepted_epoch, [l.accepted_epoch for l in self._live_voters(ls)])
         st.set_accepted_epoch(epoch)
         ls.epoch = epoch
         ls.epoch_proposed.set()
@@ -336,9 +350,8 @@ class Broadcast:
             return REASON_NO_EPOCH_QUORUM
         for l in self._live_voters(ls):
             a = l.ack_epoch
-            if a is not None and a.current_epoch != -1 and (
-                    a.current_epoch > st.current_epoch
-                    or (a.current_epoch == st.current_epoch and a.last_zxid > st.last_zxid)):
+            if a is not None and a.current_epoch != -1 and is_more_recent(
+                    a.current_epoch, a.last_zxid, st.current_epoch, st.last_zxid):
                 return REASON_FOLLOWER_AHEAD
         st.set_current_epoch(epoch)
         self._established(epoch)
@@ -559,7 +572,8 @@ class Broadcast:
             if remaining <= 0:
                 break
             try:
-                r, w = await asyncio.wait_for(asyncio.open_connection(*addr), remaining)
+                async with asyncio.timeout(remaining):
+                    r, w = await asyncio.open_connection(*addr)
             except (OSError, TimeoutError, asyncio.TimeoutError) as e:
                 last_err = f"connect to {addr[0]}:{addr[1]}: {e or 'timeout'}"
                 continue
@@ -610,10 +624,11 @@ class Broadcast:
     async def _learner_run(self, conn: _Conn, leader_sid: int, li: LeaderInfo,
                            init_s: float, sync_s: float) -> str:
         st = self.storage
-        if li.epoch > st.accepted_epoch:
+        action = learner_epoch_action(li.epoch, st.accepted_epoch)
+        if action is EpochAction.STORE_AND_ACK:
             st.set_accepted_epoch(li.epoch)
             conn.send(AckEpoch(st.current_epoch, st.last_zxid))
-        elif li.epoch == st.accepted_epoch:
+        elif action is EpochAction.ACK_ALREADY:
             conn.send(AckEpoch(-1, st.last_zxid))
         else:
             return self._lost(REASON_EPOCH_OLDER,

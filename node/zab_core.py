@@ -41,6 +41,10 @@ __all__ = [
     "SyncPlan",
     "plan_sync",
     "ProposalTracker",
+    "EpochAction",
+    "epoch_to_propose",
+    "learner_epoch_action",
+    "is_more_recent",
 ]
 
 MAX_FRAME = (1 << 20) + 64
@@ -266,6 +270,33 @@ class FrameDecoder:
         frame = bytes(self._buf[4:4 + n])
         del self._buf[:4 + n]
         return decode(frame)
+
+
+# ---- discovery (spec §4) ---------------------------------------------------
+
+class EpochAction(enum.Enum):
+    """What a learner does with LEADERINFO(e)."""
+    STORE_AND_ACK = "store"   # e > acceptedEpoch: persist e, ACKEPOCH(currentEpoch, lastZxid)
+    ACK_ALREADY = "already"   # e == acceptedEpoch: ACKEPOCH(-1, lastZxid), not counted
+    ABORT = "abort"           # e < acceptedEpoch: it promised a newer leader
+
+
+def epoch_to_propose(own_accepted: int, voters_accepted: Iterable[int]) -> int:
+    """One above every acceptedEpoch of the quorum, so no member has promised it away."""
+    return max([own_accepted, *voters_accepted]) + 1
+
+
+def learner_epoch_action(proposed: int, accepted: int) -> EpochAction:
+    if proposed > accepted:
+        return EpochAction.STORE_AND_ACK
+    if proposed == accepted:
+        return EpochAction.ACK_ALREADY
+    return EpochAction.ABORT
+
+
+def is_more_recent(epoch: int, zxid: int, than_epoch: int, than_zxid: int) -> bool:
+    """ZooKeeper's StateSummary.isMoreRecentThan: a follower ahead aborts the leader."""
+    return epoch > than_epoch or (epoch == than_epoch and zxid > than_zxid)
 
 
 # ---- synchronisation -------------------------------------------------------

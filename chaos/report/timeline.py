@@ -291,6 +291,7 @@ def build(journal: Mapping[str, Any]) -> Timeline:
         fins = [w["fin"] for w in cl]
         members = {w["sid"] for w in cl}
         votes = Counter(f.get("leader") for f in fins if isinstance(f.get("leader"), int))
+        members = {m for m in members if isinstance(m, int)}
         leading = [f.get("sid") for f in fins if f.get("state") == "LEADING"]
         winner = leading[0] if leading else (votes.most_common(1)[0][0] if votes else None)
         epoch = None
@@ -305,7 +306,8 @@ def build(journal: Mapping[str, Any]) -> Timeline:
         paths = sorted({str(f.get("path")) for f in fins if f.get("path")})
         path = paths[0] if len(paths) == 1 else ("+".join(paths) if paths else "—")
         in_window = [s for s in sends if s.get("sid") in members and start <= _num(s.get("t")) <= end]
-        rounds = len({s.get("round") for s in in_window} | {f.get("round") for f in fins if f.get("round") is not None})
+        rounds = len({_hashable(s.get("round")) for s in in_window}
+                     | {_hashable(f.get("round")) for f in fins if f.get("round") is not None})
         counted = sum(_num(f.get("notifications_sent")) for f in fins)
         n_notes = max(len(in_window), int(counted))
         msgs = []

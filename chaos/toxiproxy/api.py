@@ -391,14 +391,18 @@ class ToxiproxyApp:
                             headers={"Content-Type": "application/json;charset=utf-8"})
 
     async def metrics_text(self, request: web.BaseRequest) -> web.Response:
-        lines = ["# HELP toxiproxy_proxy_sent_bytes_total Bytes sent by a proxy (closed links).",
-                 "# TYPE toxiproxy_proxy_sent_bytes_total counter"]
-        for name in sorted(self.proxies):
-            p = self.proxies[name]
-            for direction in ("downstream", "upstream"):
-                lines.append(f'toxiproxy_proxy_sent_bytes_total{{direction="{direction}",'
-                             f'listener="{p.listen}",proxy="{p.name}",upstream="{p.upstream}"}} '
-                             f"{p.bytes[direction]}")
+        lines: list[str] = []
+        for metric, attr, what in (("received", "received", "read from the source"),
+                                   ("sent", "bytes", "written to the destination")):
+            name = f"toxiproxy_proxy_{metric}_bytes_total"
+            lines += [f"# HELP {name} Bytes {what}, counted when a connection closes.",
+                      f"# TYPE {name} counter"]
+            for pname in sorted(self.proxies):
+                p = self.proxies[pname]
+                for direction in ("downstream", "upstream"):
+                    lines.append(f'{name}{{direction="{direction}",listener="{p.listen}",'
+                                 f'proxy="{p.name}",upstream="{p.upstream}"}} '
+                                 f"{getattr(p, attr)[direction]}")
         return web.Response(body=("\n".join(lines) + "\n").encode(),
                             headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"})
 

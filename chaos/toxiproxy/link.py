@@ -215,7 +215,7 @@ class Link:
     """The stub chain of one direction of one connection, and its sink."""
 
     __slots__ = ("conn", "direction", "dest", "source", "rng", "toxicity_rng", "clock", "head",
-                 "stubs", "buffered", "throttled", "eof_sent", "closed", "sent_bytes")
+                 "stubs", "buffered", "throttled", "eof_sent", "closed", "sent_bytes", "received_bytes")
 
     def __init__(self, conn: Any, direction: str, source: asyncio.Transport,
                  dest: asyncio.Transport, rng: "random.Random", toxicity_rng: "random.Random",
@@ -234,10 +234,12 @@ class Link:
         self.eof_sent = False
         self.closed = False
         self.sent_bytes = 0
+        self.received_bytes = 0
 
     # --- data in ----------------------------------------------------------
     def feed(self, data: "bytes | memoryview") -> None:
         """Bytes read from the source; `data` may be a view valid only during this call."""
+        self.received_bytes += len(data)
         head = self.head
         if head is None:
             self.sent_bytes += len(data)

@@ -237,7 +237,8 @@ class Proxy:
         self.connections: set[Connection] = set()
         self.server: Optional[asyncio.AbstractServer] = None
         self._seq = 0
-        self.bytes: dict[str, int] = {"upstream": 0, "downstream": 0}
+        self.bytes: dict[str, int] = {"upstream": 0, "downstream": 0}  # sent, closed links
+        self.received: dict[str, int] = {"upstream": 0, "downstream": 0}
 
     def to_json(self) -> dict[str, Any]:
         return {"name": self.name, "listen": self.listen, "upstream": self.upstream,
@@ -279,6 +280,7 @@ class Proxy:
         self.connections.discard(conn)
         for direction, link in conn.links.items():
             self.bytes[direction] += link.sent_bytes
+            self.received[direction] += link.received_bytes
 
     async def differs(self, listen: str, upstream: str) -> bool:
         """Whether an update must rebind (resolution errors propagate as ProxyError)."""

@@ -221,7 +221,7 @@ def test_protocol_34_ensemble_elects_with_40_byte_notifications(make_ensemble):
 def test_leader_losing_its_quorum_goes_looking_and_stops_serving(make_ensemble):
     from harness import four_letter
 
-    ens = make_ensemble(3)
+    ens = make_ensemble(3, extra={"fle.logNotifications": "false"})
     ens.start_first(3)
     assert ens.wait_leader(timeout=ELECT_TIMEOUT) == 3
     ens.kill(1)
@@ -238,3 +238,6 @@ def test_leader_losing_its_quorum_goes_looking_and_stops_serving(make_ensemble):
     # and a new election started with a higher logical clock
     starts = events(ens, 3, "election_started")
     assert len(starts) >= 2 and starts[-1]["logical_clock"] > starts[0]["logical_clock"]
+    # fle.logNotifications=false: no per-notification events at all
+    assert not [e for e in ens.nodes[3].events()
+                if e["event"] in ("notification_sent", "notification_received", "notification_ignored")]

@@ -345,3 +345,52 @@ def test_leader_gives_up_when_a_follower_is_ahead(tmp_path):
         finally:
             await c.close()
     run(scenario())
+
+
+def test_garbage_from_the_leader_ends_following_with_an_event(tmp_path):
+    async def scenario():
+        c = Cluster(tmp_path, voters=3)
+        sent = asyncio.Event()
+
+        async def fake_leader(r, w):
+            await r.read(100)              # the FOLLOWERINFO
+            w.write(b"\x00\x00\x00\x05\x63junk")
+            sent.set()
+            await r.read(100)
+            w.close()
+
+        server = await asyncio.start_server(fake_leader, *c.addrs[1])
+        try:
+            await c.start([2])
+            reason = await asyncio.wait_for(c.follow(2, 1), 10)
+            assert sent.is_set()
+            assert reason == "malformed frame from leader"
+            (ev,) = c.peers[2].events.named("malformed_frame")
+            assert ev["port"] == "quorum" and ev["peer"] == 1 and "unknown message type 99" in ev["reason"]
+            assert c.peers[2].storage.accepted_epoch == 0
+        finally:
+            server.close()
+            await c.close()
+    run(scenario())
+
+
+def test_unknown_sid_on_quorum_port_is_rejected(tmp_path):
+    async def scenario():
+        c = Cluster(tmp_path, voters=3)
+        try:
+            await c.start([1, 2])
+            lead = c.lead(1)
+            r, w = await asyncio.open_connection(*c.addrs[1])
+            from node.zab_core import FollowerInfo, encode
+            w.write(encode(FollowerInfo(77, 100)))
+            assert await asyncio.wait_for(r.read(100), 5) == b""  # closed, nothing said
+            w.close()
+            (ev,) = c.peers[1].events.named("handshake_rejected")
+            assert "77" in ev["reason"]
+            c.follow(2, 1)
+            await until(lambda: c.peers[2].bc.synced, 20, "the real follower still syncs")
+            assert c.peers[1].storage.accepted_epoch == 1  # sid 77's epoch 100 was not counted
+            assert not lead.done()
+        finally:
+            await c.close()
+    run(scenario())

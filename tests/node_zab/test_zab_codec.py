@@ -100,3 +100,16 @@ def test_tracker_commits_in_order_on_voting_quorum_only():
     t.propose(Z(1, 4), 1)
     assert t.ack(3, Z(1, 3)) == [Z(1, 3)]
     assert list(t.outstanding) == [Z(1, 4)]
+
+
+def test_epoch_rules_of_discovery():
+    from node.zab_core import EpochAction, epoch_to_propose, is_more_recent, learner_epoch_action
+    assert epoch_to_propose(3, [5, 1]) == 6
+    assert epoch_to_propose(7, []) == 8
+    assert learner_epoch_action(6, 5) is EpochAction.STORE_AND_ACK
+    assert learner_epoch_action(6, 6) is EpochAction.ACK_ALREADY
+    assert learner_epoch_action(6, 9) is EpochAction.ABORT
+    assert is_more_recent(2, 0, 1, 99)
+    assert is_more_recent(1, 5, 1, 4)
+    assert not is_more_recent(1, 4, 1, 4)
+    assert not is_more_recent(0, 99, 1, 0)

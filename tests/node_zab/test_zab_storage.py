@@ -226,3 +226,40 @@ def test_data_log_dir_separate(tmp_path):
     s.close()
     assert (tmp_path / "l" / "version-2" / "txnlog").stat().st_size > len(LOG_HEADER)
     assert not (tmp_path / "d" / "version-2" / "txnlog").exists()
+
+
+from hypothesis import HealthCheck, given, settings, strategies as st  # noqa: E402
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(sizes=st.lists(st.integers(0, 300), min_size=1, max_size=12), cut=st.floats(0, 1),
+       flip=st.one_of(st.none(), st.floats(0, 1)))
+def test_any_cut_or_flip_leaves_a_trusted_prefix(tmp_path_factory, sizes, cut, flip):
+    d = tmp_path_factory.mktemp("prop")
+    s = opened(d)
+    ends = []
+    for i, n in enumerate(sizes, start=1):
+        s.append(make_zxid(1, i), bytes([i]) * n)
+        ends.append(s.log_path.stat().st_size)
+    s.close()
+    path = d / "version-2" / "txnlog"
+    data = bytearray(path.read_bytes())
+    at = len(LOG_HEADER) + int(cut * (len(data) - len(LOG_HEADER)))
+    data = data[:at]
+    if flip is not None and len(data) > len(LOG_HEADER):
+        i = len(LOG_HEADER) + int(flip * (len(data) - len(LOG_HEADER) - 1))
+        data[i] ^= 0x5A
+    path.write_bytes(bytes(data))
+    ev = Events()
+    s = Storage(d, emit=ev)
+    try:
+        got = s.entries_after(0)
+        want = [(make_zxid(1, i), bytes([i]) * n) for i, n in enumerate(sizes, start=1)]
+        assert got == want[:len(got)]  # a prefix, byte for byte: nothing corrupt is trusted
+        if flip is None:
+            assert len(got) == sum(1 for e in ends if e <= at)  # nothing intact is dropped
+            assert bool(ev.named("log_truncated")) == (at not in ends and at != len(LOG_HEADER))
+        assert path.stat().st_size == (ev.named("log_truncated")[-1]["offset"]
+                                       if ev.named("log_truncated") else len(data))
+    finally:
+        s.close()

@@ -36,7 +36,7 @@ def _check(text: str) -> None:
     assert isinstance(plan, Plan)
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(steps=st.lists(st.dictionaries(st.sampled_from(WORDS), values, min_size=1, max_size=3),
                       max_size=4),
        ensemble=st.dictionaries(st.sampled_from(WORDS), values, max_size=4))
@@ -75,7 +75,7 @@ def _replace(node, path, value):
     return [(_replace(v, rest, value) if i == head else v) for i, v in enumerate(node)]
 
 
-@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(data=st.data())
 def test_one_mutation_of_a_real_plan(data):
     plan = data.draw(st.sampled_from(_PLANS))

@@ -33,6 +33,7 @@ class Target:
     url: str
     kind: str  # embedded | binary | external
     client: ToxiproxyClient
+    pid: Optional[int] = None  # None for an external server
 
     def req(self, method: str, path: str, body: Any = None, raw: Optional[bytes] = None,
             headers: Optional[dict[str, str]] = None) -> requests.Response:
@@ -61,7 +62,7 @@ def target(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
         server = ToxiproxyServer.embedded(seed=1234, log_path=logs / "embedded.log")
         kind = "embedded"
     with server:
-        yield Target(server.url, kind, ToxiproxyClient(server.url))
+        yield Target(server.url, kind, ToxiproxyClient(server.url), server.pid)
         assert server.returncode is None, "the server died during the suite"
 
 

@@ -77,6 +77,7 @@ def test_metrics_flag_enables_the_route(echo):
                 break
             time.sleep(0.05)
         assert "toxiproxy_proxy_sent_bytes_total" in text and ' 5\n' in text
+        assert 'toxiproxy_proxy_received_bytes_total{direction="upstream",listener=' in text
 
 
 def _delayed_pattern(url: str, upstream: str, n: int = 12) -> list[bool]:

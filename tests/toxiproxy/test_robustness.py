@@ -133,3 +133,33 @@ def test_random_json_gets_a_4xx_or_success_never_500(target, body):
     assert r.status_code == 404
     r = target.req("POST", "/populate", body if not isinstance(body, list) else [])
     assert r.status_code in (201, 400), r.text
+
+
+def test_closed_connections_release_their_sockets(target, make_proxy):
+    if target.pid is None:
+        pytest.skip("needs the server's pid")
+    import time
+
+    import psutil
+    server = psutil.Process(target.pid)
+    p = make_proxy()
+    s = connect(p["port"])  # warm up: first connection may allocate lazily
+    s.sendall(b"w")
+    assert recv_exact(s, 1) == b"w"
+    s.close()
+    time.sleep(0.3)
+    before = server.num_fds()
+    for _ in range(100):
+        s = connect(p["port"])
+        s.sendall(b"x")
+        assert recv_exact(s, 1) == b"x"
+        s.close()
+    refused = make_proxy(upstream="127.0.0.1:1")
+    for _ in range(50):
+        s = connect(refused["port"])
+        s.recv(1)
+        s.close()
+    deadline = time.monotonic() + 10
+    while server.num_fds() > before + 2 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert server.num_fds() <= before + 2, (before, server.num_fds())

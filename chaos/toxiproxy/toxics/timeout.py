@@ -21,7 +21,7 @@ class TimeoutToxic(Toxic):
             if type(item) is Chunk:
                 stub.drop()
                 continue
-            stub.send(Close())
+            stub.send(item if isinstance(item, Close) else Close())  # EOF or timer: close
             return
 
     def on_remove(self, stub) -> None:

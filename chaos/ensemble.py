@@ -17,7 +17,7 @@ import os
 import signal
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Mapping
 
@@ -77,7 +77,7 @@ class Ensemble:
                  link_ports: LinkPorts, *, registry: procs.RunRegistry | None = None,
                  on_process: Callable[..., None] = lambda **kw: None,
                  python: str = sys.executable) -> None:
-        self.run_dir = Path(run_dir)
+        self.run_dir = Path(run_dir).resolve()
         self.spec = spec
         self.link_ports = dict(link_ports)
         self.registry = registry

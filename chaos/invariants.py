@@ -279,7 +279,9 @@ def single_leader(journal: Mapping[str, Any], spec: Mapping[str, Any] | None = N
             state, epoch = r.get("state"), r.get("epoch")
             n = replay.nodes[r["sid"]]
             # A polled epoch counts once it moved past the one the node had while LOOKING.
-            moved = isinstance(epoch, int) and isinstance(n.epoch_before, int) and epoch > n.epoch_before
+            moved = isinstance(epoch, int) and (
+                r.get("synced") is True  # fles says sync with the leader / a quorum is done
+                or (isinstance(n.epoch_before, int) and epoch > n.epoch_before))
             if moved and state == "LEADING":
                 bad = claim(epoch, r["sid"], r["seq"])
             elif moved and state == "FOLLOWING" and r["sid"] in voters:
@@ -337,26 +339,32 @@ def convergence(journal: Mapping[str, Any], spec: Mapping[str, Any] | None = Non
     within = _seconds(spec.get("within_s", spec.get("within")), DEFAULT_CONVERGENCE_S)
     voters = _participants(journal, records)
     last_fault = None
+    faulted = False
     for r in records:
-        if r.get("type") == "fault" or (r.get("type") in ("step_started", "step_finished") and r.get("kind") == "heal"):
+        kind = r.get("type")
+        if kind == "fault":
+            faulted = True
             last_fault = r
+        elif kind in ("step_started", "step_finished") and r.get("kind") == "heal":
+            last_fault = r
+        elif kind == "process" and faulted and r.get("action") in ("started", "resumed"):
+            last_fault = r  # a restart/resume undoes a kill/stop/pause
     t0 = last_fault["t"] if last_fault else records[0].get("t", 0.0)
     deadline = t0 + within
-    since = f"the last fault (seq {last_fault['seq']})" if last_fault else "the start"
+    since = (f"the last fault/undo (seq {last_fault['seq']})" if last_fault else "the start")
     replay = _Replay()
-    last_seen: dict[int, int] = {}
-    latest_disagreement: tuple[int, ...] = ()
-    end_t = t0
+    last_seen: dict[int, int] = {}  # sid -> last record about it, as of the deadline
+    end_t = max(r.get("t", 0.0) for r in records)
     for r in records:
+        t = r.get("t", 0.0)
+        after_fault = last_fault is None or r["seq"] > last_fault["seq"]
+        if after_fault and t > deadline:
+            break
         replay.apply(r)
         if isinstance(r.get("sid"), int) and r.get("type") in ("status", "process", "node_event"):
             last_seen[r["sid"]] = r["seq"]
-        t = r.get("t", 0.0)
-        end_t = max(end_t, t)
-        if last_fault is not None and r["seq"] <= last_fault["seq"]:
+        if not after_fault:
             continue
-        if t > deadline:
-            break
         agreed = _agreement(replay, voters)
         if agreed:
             leader, epoch = agreed
@@ -365,8 +373,6 @@ def convergence(journal: Mapping[str, Any], spec: Mapping[str, Any] | None = Non
                 f"all live voters followed leader {leader} (epoch {epoch if epoch is not None else '—'}) "
                 f"{max(0.0, t - t0):.2f} s after {since} (bound {within:g} s)",
             )
-        live = [s for s in voters if replay.nodes.get(s) and replay.nodes[s].live]
-        latest_disagreement = tuple(sorted(last_seen[s] for s in live if s in last_seen))
     live = [s for s in voters if replay.nodes.get(s) and replay.nodes[s].live]
     if not _is_quorum(live, voters) and end_t >= deadline:
         return InvariantResult(name, VALID, f"not applicable: no quorum of voters is alive after {since}")
@@ -377,7 +383,7 @@ def convergence(journal: Mapping[str, Any], spec: Mapping[str, Any] | None = Non
         + (f"→{replay.nodes[s].leader}" if s in replay.nodes and replay.nodes[s].state == "FOLLOWING" else "")
         for s in sorted(voters)
     )
-    evidence = latest_disagreement or ((last_fault["seq"],) if last_fault else ())
+    evidence = tuple(sorted(last_seen[s] for s in live if s in last_seen)) or ((last_fault["seq"],) if last_fault else ())
     return InvariantResult(
         name, INVALID,
         f"live voters did not agree on one leader within {within:g} s after {since}; last seen: {states}",
@@ -557,8 +563,8 @@ def no_committed_txn_lost(journal: Mapping[str, Any], spec: Mapping[str, Any] | 
                 committed.append((r["zxid"], r["seq"]))
             elif r.get("event") == "epoch_established" and r.get("role") == "leader":
                 leaders.append(r)
-        elif r.get("type") == "log_summary" and isinstance(r.get("sid"), int):
-            summaries[r["sid"]] = r
+        elif r.get("type") == "log_summary" and isinstance(r.get("sid"), int) and isinstance(r.get("runs"), list):
+            summaries[r["sid"]] = r  # runs=None: the log could not be read; judge by last_zxid only
     if not committed:
         return InvariantResult(name, VALID, "no committed txn observed")
     checked = 0

@@ -143,6 +143,8 @@ class JournalWriter:
         ``node_event``); ``t`` is then derived from it. Otherwise both come
         from the writer's clock.
         """
+        if "seq" in fields or "type" in fields:
+            raise TypeError("record(): 'seq' and 'type' are assigned by the journal")
         with self._lock:
             self._seq += 1
             mono_ms = fields.pop("mono_ms", None)

@@ -41,11 +41,11 @@ from chaos import invariants as inv
 from chaos import procs
 from chaos.ensemble import Ensemble
 from chaos.journal import JournalWriter, load as load_journal
-from chaos.links import PORTS, LinkFaults
+from chaos.links import LinkFaults
 from chaos.observe import NodeStatus, Observer
-from chaos.plan.model import (Choice, Heal, Kill, NodeState, Partition, Pause, Pick, Plan, Repeat,
-                              Restart, Resume, Role, Selector, SelectorKind, Sleep, Stop,
-                              ToxicAdd, ToxicRemove, Wait, WaitCondition, Direction)
+from chaos.plan.model import (Choice, Direction, Heal, Kill, NodeState, Partition, Pause, Pick,
+                              Plan, Repeat, Restart, Resume, Selector, Sleep, Stop, ToxicAdd,
+                              ToxicRemove, Wait, WaitCondition)
 from chaos.plan.partitions import compile_partition
 from chaos.plan.selectors import ClusterView, resolve
 from chaos.ports import reserve_ports
@@ -171,7 +171,8 @@ class Runner:
         self.seed = int(seed)
         self.rng = random.Random(self.seed)
         self.run_id = uuid.uuid4().hex[:8]
-        self.run_dir = Path(opts.out) if opts.out else default_run_dir(self.plan.name, opts.reports_root)
+        # Absolute: node processes run with their own cwd and get paths to their zoo.cfg.
+        self.run_dir = (Path(opts.out) if opts.out else default_run_dir(self.plan.name, opts.reports_root)).resolve()
         self.time_limit = opts.time_limit_s or self.plan.time_limit_s
         self.bindings: dict[str, tuple[int, ...]] = {}
         self.previous: tuple[int, ...] = ()
@@ -301,26 +302,36 @@ class Runner:
 
     def start_toxiproxy(self, port: int) -> None:
         from chaos.toxiproxy.client import ToxiproxyClient
-        from chaos.toxiproxy.process import ToxiproxyServer
         if self.opts.toxiproxy_url:
             self.client_url = self.opts.toxiproxy_url.rstrip("/")
         else:
             log = self.run_dir / "toxiproxy.log"
-            if self.opts.toxiproxy_bin:
-                self.server = ToxiproxyServer.binary(self.opts.toxiproxy_bin, host="127.0.0.1", port=port,
-                                                     log_path=log)
-            else:
-                self.server = ToxiproxyServer.embedded(host="127.0.0.1", port=port, seed=self.seed,
-                                                       log_path=log)
+            # A terminal's Ctrl-C goes to the whole foreground process group;
+            # the server must outlive it so that faults can still be undone.
+            # A signal blocked at fork stays blocked in the child across exec.
+            old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+            try:
+                self._spawn_server(port, log)
+            finally:
+                signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
             self.undo_stack.append(("toxiproxy", self.server.stop))
             pid = getattr(self.server, "pid", None)
             if pid:
                 self.registry.add(pid, "toxiproxy")
             self.client_url = self.server.url
         self.client = ToxiproxyClient(self.client_url)
-        self.client.wait_ready(timeout=15.0) if _accepts(self.client.wait_ready, "timeout") else self.client.wait_ready()
+        self.client.wait_ready(timeout=15.0)
         if self.opts.toxiproxy_url:
             procs.janitor(toxiproxy_client=self.client, log=self.progress.say)
+
+    def _spawn_server(self, port: int, log: Path) -> None:
+        from chaos.toxiproxy.process import ToxiproxyServer
+        if self.opts.toxiproxy_bin:
+            self.server = ToxiproxyServer.binary(self.opts.toxiproxy_bin, host="127.0.0.1", port=port,
+                                                 log_path=log)
+        else:
+            self.server = ToxiproxyServer.embedded(host="127.0.0.1", port=port, seed=self.seed,
+                                                   log_path=log)
 
     def warn(self, msg: str) -> None:
         self.progress.say("warning: " + msg)
@@ -348,13 +359,15 @@ class Runner:
         if cond is WaitCondition.STATE:
             want = (step.state or NodeState.LEADING).value.upper()
             return bool(targets) and all(v[s].up and v[s].state == want for s in targets)
+        if cond is WaitCondition.LEADER:
+            # A deposed leader cut off in a minority may still say LEADING
+            # for up to syncLimit ticks; one with an established quorum is enough.
+            return any(v[s].synced for s in leaders)
         if len(leaders) != 1:
             return False
         lead = v[leaders[0]]
         if not lead.synced:
             return False
-        if cond is WaitCondition.LEADER:
-            return True
 
         def joined(s: int) -> bool:
             st = v[s]
@@ -366,6 +379,21 @@ class Runner:
             return bool(targets) and all(s == lead.sid or joined(s) for s in targets)
         # stable: every live node follows the one leader
         return all(s == lead.sid or joined(s) for s in live)
+
+    def describe_view(self) -> str:
+        """What each node looked like, for a failed wait's message."""
+        parts = []
+        for sid, st in sorted(self.observer.view().items()):
+            if not self.ensemble.is_running(sid):
+                parts.append(f"n{sid} down")
+            elif sid in self.paused:
+                parts.append(f"n{sid} paused")
+            elif not st.up:
+                parts.append(f"n{sid} not answering")
+            else:
+                lead = f"->n{st.leader}" if st.leader is not None else ""
+                parts.append(f"n{sid} {st.state}{lead} e{st.epoch}{'' if st.synced else ' unsynced'}")
+        return ", ".join(parts)
 
     def do_wait(self, step: Wait, path: str, resolved: dict) -> None:
         targets: tuple[int, ...] = ()
@@ -386,7 +414,8 @@ class Runner:
             left = end - time.monotonic()
             if left <= 0:
                 why = "time limit of the run reached" if self.deadline_left() <= 0 else f"timed out after {timeout:g}s"
-                raise _StepFailed(f"wait for {step.condition.value}: {why} (liveness failure)")
+                raise _StepFailed(f"wait for {step.condition.value}: {why} (liveness failure); "
+                                  f"last seen: {self.describe_view()}")
             self.observer.wait_change(min(left, 0.25))
             self.progress.status()
 
@@ -809,14 +838,6 @@ def _render(run_dir: Path, warn: Callable[[str], None]) -> None:
         render_index(run_dir.resolve().parent)
     except Exception as e:
         warn(f"index rendering failed: {type(e).__name__}: {e}")
-
-
-def _accepts(fn: Callable, name: str) -> bool:
-    import inspect
-    try:
-        return name in inspect.signature(fn).parameters
-    except (TypeError, ValueError):
-        return False
 
 
 def _describe(step: Any) -> str:

@@ -60,6 +60,13 @@ A learner hearing nothing for syncLimit×tickTime returns "leader silent"; EOF
 or a reset returns "leader closed connection" at once. Observers never count.
 Each return of lead()/follow() closes that role's connections, so peers
 notice at once. Connections arriving while this peer does not lead are closed.
+
+Return values (the shell goes back to LOOKING on any of them): lead() gives
+"no quorum for new epoch" (discovery, ACKEPOCH or NEWLEADER quorum missing
+within initLimit ticks), "follower ahead of leader", "quorum lost", "stopped";
+follow() gives "cannot connect to leader", "leader epoch older than accepted
+epoch", "leader silent", "leader closed connection", "malformed frame from
+leader", "stopped".
 """
 from __future__ import annotations
 
@@ -85,6 +92,9 @@ __all__ = [
     "REASON_LEADER_SILENT",
     "REASON_LEADER_CLOSED",
     "REASON_CANNOT_CONNECT",
+    "REASON_FOLLOWER_AHEAD",
+    "REASON_EPOCH_OLDER",
+    "REASON_MALFORMED",
 ]
 
 REASON_NO_EPOCH_QUORUM = "no quorum for new epoch"
@@ -104,7 +114,7 @@ _MAX_SEND_BUFFER = 16 << 20
 Emit = Callable[[str, dict], None]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ZabSettings:
     sid: int
     tick_ms: int
@@ -127,6 +137,7 @@ class _Conn:
         self.writer = writer
         self.decoder = FrameDecoder()
         self.closed = False
+        self.close_reason = ""
         peer = writer.get_extra_info("peername")
         self.remote = f"{peer[0]}:{peer[1]}" if peer else "?"
 
@@ -137,7 +148,7 @@ class _Conn:
             if msg is not None:
                 return msg
             if self.closed:
-                raise _Closed("closed locally")
+                raise _Closed(self.close_reason or "closed locally")
             try:
                 # asyncio.timeout, not wait_for: 3.11's wait_for can swallow a
                 # cancellation that races with data arriving, and stop() would hang
@@ -156,17 +167,18 @@ class _Conn:
             return False
         try:
             self.writer.write(encode(msg))
-        except (ConnectionError, OSError, RuntimeError):
-            self.close()
+        except (ConnectionError, OSError, RuntimeError) as e:
+            self.close(f"send failed: {e}")
             return False
         if self.writer.transport.get_write_buffer_size() > _MAX_SEND_BUFFER:
-            self.close()  # a peer that stopped reading must not eat our memory
+            self.close("send buffer over 16 MiB: peer stopped reading")  # don't eat our memory
             return False
         return True
 
-    def close(self) -> None:
+    def close(self, reason: str = "") -> None:
         if not self.closed:
             self.closed = True
+            self.close_reason = reason
             try:
                 self.writer.close()
             except (ConnectionError, OSError, RuntimeError):
@@ -197,6 +209,7 @@ class _LeadState:
     synced: bool = False
     payloads: dict[int, bytes] = field(default_factory=dict)
     tasks: set[asyncio.Task] = field(default_factory=set)
+    proposer: asyncio.Task | None = None
 
 
 class Broadcast:
@@ -325,6 +338,10 @@ class Broadcast:
                 pass
         return True
 
+    def _gave_up(self, reason: str, detail: str) -> str:
+        self._emit("quorum_lost", {"reason": detail})
+        return reason
+
     def _live_voters(self, ls: _LeadState) -> list[_Learner]:
         return [l for l in ls.learners.values() if not l.observer and not l.conn.closed]
 
@@ -336,7 +353,8 @@ class Broadcast:
         def connected() -> set[int]:
             return {me} | {l.sid for l in self._live_voters(ls)}
         if not await self._wait_until(ls, lambda: self._quorum(connected()), self._clock() + init_s):
-            return REASON_NO_EPOCH_QUORUM
+            return self._gave_up(REASON_NO_EPOCH_QUORUM, "no voting quorum sent FOLLOWERINFO within "
+                                 f"initLimit; connected voters {sorted(connected())}")
         epoch = epoch_to_propose(st.accepted_epoch, [l.accepted_epoch for l in self._live_voters(ls)])
         st.set_accepted_epoch(epoch)
         ls.epoch = epoch
@@ -347,12 +365,14 @@ class Broadcast:
             return {me} | {l.sid for l in self._live_voters(ls)
                            if l.ack_epoch is not None and l.ack_epoch.current_epoch != -1}
         if not await self._wait_until(ls, lambda: self._quorum(acked()), self._clock() + init_s):
-            return REASON_NO_EPOCH_QUORUM
+            return self._gave_up(REASON_NO_EPOCH_QUORUM, "no voting quorum of ACKEPOCH within "
+                                 f"initLimit; acked {sorted(acked())}")
         for l in self._live_voters(ls):
             a = l.ack_epoch
             if a is not None and a.current_epoch != -1 and is_more_recent(
                     a.current_epoch, a.last_zxid, st.current_epoch, st.last_zxid):
-                return REASON_FOLLOWER_AHEAD
+                return self._gave_up(REASON_FOLLOWER_AHEAD, f"follower {l.sid} is ahead: "
+                                     f"epoch {a.current_epoch} zxid {a.last_zxid:#x}")
         st.set_current_epoch(epoch)
         self._established(epoch)
         ls.established.set()
@@ -362,7 +382,8 @@ class Broadcast:
             return {me} | {l.sid for l in self._live_voters(ls) if l.newleader_acked}
         if not await self._wait_until(ls, lambda: self._quorum(synced_voters()),
                                       self._clock() + init_s):
-            return REASON_NO_EPOCH_QUORUM
+            return self._gave_up(REASON_NO_EPOCH_QUORUM, "no voting quorum acked NEWLEADER within "
+                                 f"initLimit; acked {sorted(synced_voters())}")
         st.mark_committed(st.last_zxid)
         ls.synced = self.synced = True
         now = self._clock()
@@ -374,8 +395,8 @@ class Broadcast:
 
         # Broadcast.
         if self.settings.txn_interval_ms > 0:
-            t = asyncio.create_task(self._propose_loop(ls))
-            ls.tasks.add(t)
+            ls.proposer = asyncio.create_task(self._propose_loop(ls))
+            ls.tasks.add(ls.proposer)
         return await self._ping_loop(ls)
 
     async def _ping_loop(self, ls: _LeadState) -> str:
@@ -387,6 +408,9 @@ class Broadcast:
             for l in list(ls.learners.values()):
                 if l.forwarding:
                     l.conn.send(Ping())
+            p = ls.proposer
+            if p is not None and p.done() and not p.cancelled() and p.exception() is not None:
+                raise p.exception()  # e.g. StorageError: a leader that cannot log must not lead
             half += 1
             if half % 2:
                 continue

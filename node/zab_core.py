@@ -9,6 +9,7 @@ message type. Integers are big-endian; zxids and epochs are int64.
 """
 from __future__ import annotations
 
+import bisect
 import enum
 import struct
 from dataclasses import dataclass, field
@@ -334,13 +335,11 @@ def plan_sync(leader_zxids: list[int], learner_last_zxid: int) -> SyncPlan:
 
 
 def _contains(sorted_zxids: list[int], z: int) -> bool:
-    import bisect
     i = bisect.bisect_left(sorted_zxids, z)
     return i < len(sorted_zxids) and sorted_zxids[i] == z
 
 
 def _last_below(sorted_zxids: list[int], z: int) -> int:
-    import bisect
     i = bisect.bisect_left(sorted_zxids, z)
     return sorted_zxids[i - 1] if i > 0 else 0
 

@@ -159,7 +159,7 @@ def _timeline_view(tl: Timeline, first_violation_t: float | None) -> dict[str, A
     row_end = [-1e9] * 3  # greedy label rows so step labels do not overprint
     for s in tl.steps:
         x = _x(s.t, t_end)
-        label = f"{s.kind} {s.label}".strip()
+        label = s.label if s.label.startswith(s.kind) else f"{s.kind} {s.label}".strip()
         label = label if len(label) <= 18 else label[:17] + "…"
         row = next((i for i, end in enumerate(row_end) if end < x), min(range(3), key=row_end.__getitem__))
         row_end[row] = x + 6.2 * len(label) + 6
@@ -270,6 +270,10 @@ def report_context(journal: Mapping[str, Any], run_dir: str | os.PathLike[str] =
     if journal.get("rebuilt"):
         warnings.append("rebuilt from journal.jsonl: the run did not finish (crash or kill); "
                         "the journal ends at its last written line")
+    if run.get("error"):
+        warnings.append(f"run error: {run['error']}")
+    if run.get("aborted"):
+        warnings.append(f"plan stopped early: {run['aborted']}")
     if computed:
         warnings.append("invariants computed when this report was rendered (the journal has no results)")
     data = {"schema_version": schema, "verdict": verdict, "plan": plan_name, "seed": seed,

@@ -138,7 +138,7 @@ def _fault_sids(r: Mapping[str, Any]) -> set[int]:
             sids.update(x for x in link[:2] if isinstance(x, int))
     target = r.get("target")
     if isinstance(target, Mapping):
-        for k in ("node", "sid", "nodes", "isolate"):
+        for k in ("node", "sid", "nodes", "sids", "isolate", "from", "to"):
             v = target.get(k)
             if isinstance(v, int):
                 sids.add(v)
@@ -182,9 +182,11 @@ def build(journal: Mapping[str, Any]) -> Timeline:
         kind, t, seq, sid = r.get("type"), _num(r.get("t")), r["seq"], r.get("sid")
         if kind == "status" and isinstance(sid, int):
             prev = cur.get(sid)
-            if r.get("up") is False:
+            if prev is not None and prev[1] == "paused":
+                pass  # a stopped process cannot answer: polls while paused say nothing new
+            elif r.get("up") is False:
                 move(sid, t, "down", None, None, seq)
-            elif prev is None or prev[1] != "paused":
+            else:
                 state = r.get("state") if r.get("state") in _STATES else "unknown"
                 leader = r.get("leader") if isinstance(r.get("leader"), int) and r.get("leader") >= 0 else None
                 epoch = r.get("epoch") if isinstance(r.get("epoch"), int) else None
@@ -204,6 +206,12 @@ def build(journal: Mapping[str, Any]) -> Timeline:
                 open_window.pop(sid, None)
             elif action == "started":
                 move(sid, t, "LOOKING", None, None, seq)
+                # a restart ends a kill/stop of this node (the plan restarts; no "undone" record)
+                for fid, f in list(open_faults.items()):
+                    if f["kind"] in ("kill", "stop") and sid in f["sids"]:
+                        del open_faults[fid]
+                        faults.append(FaultBand(fid, str(f["kind"]), f["start"], t, True, tuple(sorted(f["sids"])),
+                                                tuple(f["links"]), f["label"], f["seq"]))
         elif kind == "node_event" and isinstance(sid, int):
             ev = r.get("event")
             prev = cur.get(sid)
@@ -277,11 +285,13 @@ def build(journal: Mapping[str, Any]) -> Timeline:
     # FIFO matching of sends to receives: (from, to, round, leader, zxid) -> queue of sends
     pending: dict[tuple, deque] = defaultdict(deque)
     matched: dict[int, dict] = {}
-    for s in sends:
+    # A receive pairs with the oldest unpaired identical send not later than
+    # itself (TCP is FIFO; CLOCK_MONOTONIC is machine-wide, so times compare).
+    for s in sorted(sends, key=lambda r: (_num(r.get("t")), r["seq"])):
         pending[tuple(_hashable(s.get(k)) for k in ("sid", "to", "round", "leader", "zxid"))].append(s)
-    for rv in recvs:
+    for rv in sorted(recvs, key=lambda r: (_num(r.get("t")), r["seq"])):
         q = pending.get(tuple(_hashable(rv.get(k)) for k in ("from", "sid", "round", "leader", "zxid")))
-        if q:
+        if q and _num(q[0].get("t")) <= _num(rv.get("t")) + 0.002:
             matched[q.popleft()["seq"]] = rv
 
     established = [r for r in records if r.get("type") == "node_event" and r.get("event") == "epoch_established" and r.get("role") == "leader"]

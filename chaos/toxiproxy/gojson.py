@@ -31,6 +31,8 @@ def decode_value(body: bytes) -> Any:
         raise DecodeError("EOF")
     try:
         value, _ = _decoder.raw_decode(text)
+    except RecursionError:
+        raise DecodeError("exceeded max depth") from None
     except json.JSONDecodeError as exc:
         if exc.pos >= len(text):
             raise DecodeError("unexpected EOF") from None

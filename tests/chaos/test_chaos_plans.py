@@ -17,6 +17,7 @@ PLAN_FILES = sorted(PLANS.glob("*.yaml"))
 def test_plan_runs_valid(plan, tmp_path):
     out = tmp_path / plan.stem
     res = run_chaos("run", str(plan), "--out", str(out), timeout=600)
+    assert (out / "journal.json").is_file(), f"{res.returncode}\n{res.stdout}\n{res.stderr[-3000:]}"
     j = json.loads((out / "journal.json").read_text())
     bad = [(i["name"], i["verdict"], i["message"]) for i in j["invariants"] if i["verdict"] != "valid"]
     assert res.returncode == 0, f"{res.stdout}\n{res.stderr[-3000:]}\n{bad}"

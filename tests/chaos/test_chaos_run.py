@@ -139,8 +139,10 @@ def _start_long_run(tmp_path: Path) -> tuple[subprocess.Popen, Path]:
     plan = tmp_path / "long_sleep.yaml"
     plan.write_text(LONG_PLAN)
     out = tmp_path / "run"
+    # its own process group, so a signal can go to the whole group as a terminal's ^C does
     proc = subprocess.Popen(chaos_cmd("run", str(plan), "--out", str(out)), cwd=ROOT, env=chaos_env(),
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         jl = out / "journal.jsonl"
@@ -162,12 +164,15 @@ def _ours(out: Path, pid: int) -> list[psutil.Process]:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT-group", "SIGTERM"])
 def test_interrupt_cleans_up_and_exits_3(tmp_path, sig):
     proc, out = _start_long_run(tmp_path)
     children = _ours(out, proc.pid)
     assert len(children) >= 4  # 3 nodes + toxiproxy
-    proc.send_signal(sig)
+    if sig == signal.SIGINT:
+        os.killpg(proc.pid, sig)  # ^C at a terminal: the whole foreground group
+    else:
+        proc.send_signal(sig)
     stdout, stderr = proc.communicate(timeout=120)
     assert proc.returncode == 3, stdout + stderr
     assert not psutil.wait_procs(children, timeout=10)[1]
@@ -306,3 +311,24 @@ steps:
     assert j["verdict"] == "unknown" and "never formed" in j["run"]["error"]
     assert not records(j, "process", action="killed")  # stopped before acting
     assert not procs_mentioning(str(out))
+
+
+def test_every_broken_plan_is_refused_before_anything_starts(tmp_path):
+    broken = sorted((ROOT / "tests" / "plan" / "broken").glob("*.yaml"))
+    if not broken:
+        pytest.skip("no broken plans in tests/plan/broken")
+    out = tmp_path / "never"
+    res = run_chaos("run", *[str(p) for p in broken], "--out", str(out), timeout=300)
+    assert res.returncode == 2, res.stdout + res.stderr
+    missing = [p.name for p in broken if p.name not in res.stderr]
+    assert not missing, res.stderr
+    assert not out.exists() and res.stdout == ""
+
+
+def test_default_run_dir_under_reports_of_the_working_directory(tmp_path):
+    res = run_chaos("run", str(PLANS / "leader_kill.yaml"), cwd=tmp_path, timeout=300)
+    assert res.returncode == 0, res.stdout + res.stderr
+    runs = list((tmp_path / "reports").glob("leader_kill-*Z"))
+    assert len(runs) == 1 and (runs[0] / "journal.json").is_file()
+    assert (tmp_path / "reports" / "index.html").is_file()
+    assert str(runs[0]) in res.stdout

@@ -329,6 +329,14 @@ def test_committed_txn_missing_from_new_leader_log_is_invalid():
     assert r.first_violation == sums[2]
 
 
+def test_unreadable_log_is_not_a_lost_txn():
+    b, _ = formed()
+    b.commit(3, [1, 2])
+    kill_and_reelect(b, 3, 2, [1, 2])
+    b.rec("log_summary", sid=2, runs=None, error="OSError: gone")
+    assert no_committed_txn_lost(b.journal()).verdict == "valid"
+
+
 def test_no_txns_is_valid():
     b, _ = formed()
     assert no_committed_txn_lost(b.journal()).message == "no committed txn observed"
@@ -382,3 +390,46 @@ def test_paused_node_does_not_block_convergence():
     b.advance(1)
     b.status(2)
     assert convergence(b.journal(), {"within": "2s"}).verdict == "valid"
+
+
+def test_agreement_needs_an_observation_after_the_fault():
+    """State known at the fault record may be stale (polls lag); only a record
+    after it can show convergence."""
+    b, _ = formed()
+    b.fault("requested", "t1", "toxic", {"type": "latency"}, [[3, 1, "election"]])
+    b.fault("undone", "t1", "toxic", {"type": "latency"}, [[3, 1, "election"]])
+    assert convergence(b.journal(finished=False), {"within": "15s"}).verdict == "unknown"
+    b.advance(0.2)
+    b.status(1)
+    r = convergence(b.journal(finished=False), {"within": "15s"})
+    assert r.verdict == "valid" and "0.20 s after the last fault/undo" in r.message
+
+
+def test_convergence_counts_from_the_restart_of_a_killed_node():
+    """The plan restarts a killed node with no `undone` record: the restart is
+    the undo, and the restarted node must be part of the agreement."""
+    b, _ = formed()
+    b.fault("requested", "f1", "kill", {"sid": 3})
+    b.kill(3)
+    b.fault("effective", "f1", "kill", {"sid": 3})
+    b.advance(0.5)
+    b.election(2, [1, 2])
+    b.advance(1)
+    b.process(3, "started")
+    b.status(3, "LOOKING", -1)
+    b.advance(20)
+    b.status(1)
+    j = b.journal()
+    r = convergence(j, {"within": "5s"})
+    assert r.verdict == "invalid" and "3:LOOKING" in r.message
+
+
+def test_synced_status_counts_as_established():
+    b = JournalBuilder(3)
+    b.start()
+    b.rec("status", sid=3, up=True, state="LEADING", leader=3, epoch=1, synced=True)
+    b.rec("status", sid=1, up=True, state="FOLLOWING", leader=3, epoch=1, synced=True)
+    b.fault("requested", "f1", "partition", {"isolate": 3})
+    bad = b.rec("status", sid=2, up=True, state="FOLLOWING", leader=2, epoch=1, synced=True)
+    r = single_leader(b.journal(finished=False))
+    assert r.verdict == "invalid" and r.first_violation == bad

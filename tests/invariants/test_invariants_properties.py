@@ -40,7 +40,7 @@ def journals(draw):
     return j
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(journals())
 def test_arbitrary_journals_give_verdicts_not_exceptions(journal):
     results = check_all(journal)

@@ -138,6 +138,8 @@ def test_no_epoch_without_quorum_within_init_limit(tmp_path):
             st = c.peers[1].storage
             assert (st.accepted_epoch, st.current_epoch) == (4, 4)
             assert not c.peers[1].events.named("epoch_established")
+            (ev,) = c.peers[1].events.named("quorum_lost")
+            assert "FOLLOWERINFO" in ev["reason"]
             assert c.peers[1].bc.role is None
         finally:
             await c.close()
@@ -391,6 +393,31 @@ def test_unknown_sid_on_quorum_port_is_rejected(tmp_path):
             await until(lambda: c.peers[2].bc.synced, 20, "the real follower still syncs")
             assert c.peers[1].storage.accepted_epoch == 1  # sid 77's epoch 100 was not counted
             assert not lead.done()
+        finally:
+            await c.close()
+    run(scenario())
+
+
+def test_leader_that_cannot_log_stops_leading(tmp_path):
+    import pytest
+    from node.storage import StorageError
+
+    async def scenario():
+        c = Cluster(tmp_path, voters=3, txn_interval_ms=20)
+        try:
+            await c.start()
+            lead = c.lead(1)
+            c.follow(2, 1)
+            c.follow(3, 1)
+            await until(lambda: c.peers[1].bc.synced, 20, "leader synced")
+
+            def disk_full(zxid, payload):  # fault injection: the next fsync fails
+                raise StorageError("txnlog: append failed (No space left on device)")
+            c.peers[1].storage.append = disk_full
+            with pytest.raises(StorageError, match="No space left"):
+                await asyncio.wait_for(lead, 5)
+            # its sockets closed with it: the followers notice at once
+            assert await asyncio.wait_for(c.tasks[2], 5) == REASON_LEADER_CLOSED
         finally:
             await c.close()
     run(scenario())

@@ -11,7 +11,7 @@ from node.storage import make_zxid
 from node.zab_core import (
     MAX_FRAME, Ack, AckEpoch, Commit, Diff, FollowerInfo, FrameDecoder, Inform, LeaderInfo,
     LearnerType, NewLeader, Ping, Proposal, ProposalTracker, SyncMode, Trunc, Txn, UpToDate,
-    ZabProtocolError, decode, encode, plan_sync,
+    ZabProtocolError, encode, plan_sync,
 )
 
 MESSAGES = [

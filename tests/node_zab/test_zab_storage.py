@@ -231,7 +231,7 @@ def test_data_log_dir_separate(tmp_path):
 from hypothesis import HealthCheck, given, settings, strategies as st  # noqa: E402
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(sizes=st.lists(st.integers(0, 300), min_size=1, max_size=12), cut=st.floats(0, 1),
        flip=st.one_of(st.none(), st.floats(0, 1)))
 def test_any_cut_or_flip_leaves_a_trusted_prefix(tmp_path_factory, sizes, cut, flip):

@@ -81,3 +81,60 @@ def test_load_of_an_empty_dir_raises(tmp_path):
 def test_set_header_rejects_unknown_parts(tmp_path):
     with JournalWriter(tmp_path) as w, pytest.raises(TypeError):
         w.set_header(records=[])
+
+
+def test_concurrent_writers_get_unique_seqs_and_whole_lines(tmp_path):
+    import threading
+
+    w = JournalWriter(tmp_path)
+
+    def burst(sid):
+        for i in range(200):
+            w.record("status", sid=sid, up=True, state="LOOKING", zxid=i)
+
+    threads = [threading.Thread(target=burst, args=(s,)) for s in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    w.close()
+    lines = (tmp_path / "journal.jsonl").read_text().splitlines()
+    recs = [json.loads(line) for line in lines if '"seq"' in line]
+    assert sorted(r["seq"] for r in recs) == list(range(1, 801))
+    assert load(tmp_path)["records"] == sorted(recs, key=lambda r: r["seq"])
+
+
+def test_writer_to_report_end_to_end(tmp_path):
+    """The orchestrator's path: record as it goes, judge, finish, render."""
+    from chaos.invariants import check_all, overall
+    from chaos.report import render_report
+
+    clock = FakeClock()
+    w = JournalWriter(tmp_path, clock=clock)
+    w.set_header(run={"id": "r", "plan_name": "leader_kill", "seed": 7,
+                      "replay_command": "chaos run plans/leader_kill.yaml --seed 7"},
+                 nodes=[{"sid": s, "name": f"n{s}", "role": "participant"} for s in (1, 2, 3)])
+    w.record("run_started", seed=7, command="chaos run plans/leader_kill.yaml")
+    for s in (1, 2, 3):
+        w.record("status", sid=s, up=True, state="LOOKING", leader=-1, epoch=0)
+    clock.now += 0.5
+    w.record("status", sid=3, up=True, state="LEADING", leader=3, epoch=1)
+    for s in (1, 2):
+        w.record("status", sid=s, up=True, state="FOLLOWING", leader=3, epoch=1)
+    clock.now += 1
+    w.record("fault", phase="requested", fault_id="f1", kind="kill", target={"node": 3}, links=[])
+    w.record("process", sid=3, action="killed", pid=1, exit_code=-9)
+    w.record("fault", phase="undone", fault_id="f1", kind="kill", target={"node": 3}, links=[])
+    clock.now += 20  # nobody ever leads again
+    w.record("status", sid=1, up=True, state="LOOKING", leader=-1, epoch=1)
+    w.record("log_summary", sid=1, runs=[])
+    results = check_all(w.journal)
+    verdict = overall(results)
+    assert verdict == "invalid"
+    w.finish(results, verdict, 1)
+    w.close()
+    html = render_report(tmp_path).read_text()
+    conv = next(r for r in results if r.name == "convergence")
+    assert conv.verdict == "invalid"
+    assert f'href="#ev-{conv.first_violation}">first violation: convergence' in html
+    assert f'id="ev-{conv.first_violation}"' in html

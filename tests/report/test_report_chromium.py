@@ -26,8 +26,16 @@ def _chromium(tmp_path, url: str, *extra: str) -> subprocess.CompletedProcess:
 
 
 def _console_errors(stderr: str) -> list[str]:
-    return [line for line in stderr.splitlines()
-            if "CONSOLE" in line and re.search(r"error|Uncaught|Refused", line, re.I)]
+    """Our script logs nothing, so any console line (uncaught error, CSP refusal,
+    console.error) is a failure."""
+    return [line for line in stderr.splitlines() if ":CONSOLE" in line]
+
+
+def test_console_error_detection_works(tmp_path):
+    page = tmp_path / "broken.html"
+    page.write_text("<html><body><script>no_such_function();</script></body></html>")
+    res = _chromium(tmp_path, page.as_uri(), "--dump-dom", "--enable-logging=stderr", "--v=0")
+    assert any("no_such_function" in line for line in _console_errors(res.stderr)), res.stderr[-2000:]
 
 
 def test_busy_report_renders_in_chromium_with_one_lane_per_node(tmp_path):

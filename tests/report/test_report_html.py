@@ -89,6 +89,8 @@ def test_old_or_partial_journal_renders_with_dashes(tmp_path):
     assert '<span>UNKNOWN</span>' in html
     assert re.search(r"<dt>seed</dt><dd[^>]*>—</dd>", html)
     assert 'id="ev-1"' in html and "something_new" in html  # unknown types listed, not fatal
+    j["run"]["error"] = "toxiproxy <went> away"
+    assert "run error: toxiproxy &lt;went&gt; away" in render_html(j, tmp_path)
     assert html.count('<g class="lane"') == 1
 
 

@@ -10,6 +10,7 @@ def test_lanes_follow_status_process_and_pause():
     b.process(3, "paused")
     b.advance(1)
     b.status(3, "LOOKING")  # a stale poll while paused does not change the lane
+    b.status(3, up=False)  # nor does a failed one
     b.process(3, "resumed")
     b.advance(1)
     b.kill(1)

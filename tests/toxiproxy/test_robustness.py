@@ -17,11 +17,11 @@ def alive(target) -> None:
     assert r.status_code == 200
 
 
-BAD_BODIES = [b"{", b"[", b"nul", b"\xff\xfe\x00", b'{"name":', b"42", b'"str"', b"[1,2]",
+BAD_BODIES = [b"[" * 200_000, b'{"a":' * 100_000, b"{", b"[", b"nul", b"\xff\xfe\x00", b'{"name":', b"42", b'"str"', b"[1,2]",
               b'{"name":{"a":1},"upstream":"x"}', b'{"name":"a","upstream":["x"]}', b"\x00" * 100]
 
 
-@pytest.mark.parametrize("body", BAD_BODIES)
+@pytest.mark.parametrize("body", BAD_BODIES, ids=[f"bad{i}" for i in range(len(BAD_BODIES))])
 def test_malformed_proxy_bodies_are_400(target, body):
     r = target.req("POST", "/proxies", raw=body)
     assert r.status_code == 400

@@ -189,7 +189,7 @@ def _run_parallel(runs, jobs, *, seed, out, limit, toxiproxy_url, toxiproxy_bin,
                     argv += ["--toxiproxy-bin", toxiproxy_bin]
                 if replay:
                     argv += ["--replay", str(replay)]
-                proc = subprocess.Popen(argv, preexec_fn=procs._prctl_pdeathsig(os.getpid()))
+                proc = subprocess.Popen(argv, preexec_fn=procs.pdeathsig_preexec(os.getpid()))
                 active.append((proc, plan.name))
                 click.echo(f"started {plan.name} (pid {proc.pid}) -> {run_out}", err=True)
                 run_out.mkdir(parents=True, exist_ok=True)

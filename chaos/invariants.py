@@ -72,8 +72,19 @@ def zxid_counter(zxid: int) -> int:
 
 
 def _records(journal: Mapping[str, Any]) -> list[dict[str, Any]]:
-    recs = journal.get("records") or []
-    return [r for r in recs if isinstance(r, dict) and isinstance(r.get("seq"), int)]
+    """Records in time order. Journal order is arrival order: a node's events
+    are tailed from its file and may land after later polls, but every ``t``
+    comes from the one machine-wide monotonic clock, so ``t`` orders them."""
+    out, last_t = [], 0.0
+    for r in journal.get("records") or []:
+        if not isinstance(r, dict) or not isinstance(r.get("seq"), int):
+            continue
+        t = r.get("t")
+        if isinstance(t, (int, float)) and not isinstance(t, bool):
+            last_t = float(t)
+        out.append((last_t, r["seq"], r))
+    out.sort(key=lambda x: (x[0], x[1]))
+    return [r for _, _, r in out]
 
 
 def _node_events(records: Iterable[dict], event: str) -> list[dict]:
@@ -554,7 +565,7 @@ def no_committed_txn_lost(journal: Mapping[str, Any], spec: Mapping[str, Any] | 
     why = setup_failure(journal)
     if why:
         return _unknown(name, why)
-    committed: list[tuple[int, int]] = []  # (zxid, seq) in journal order
+    committed: list[tuple[int, int]] = []  # (zxid, seq) in time order
     leaders: list[dict] = []
     summaries: dict[int, dict] = {}
     for r in records:
@@ -568,9 +579,11 @@ def no_committed_txn_lost(journal: Mapping[str, Any], spec: Mapping[str, Any] | 
     if not committed:
         return InvariantResult(name, VALID, "no committed txn observed")
     checked = 0
+    order = {r["seq"]: i for i, r in enumerate(records)}
     for lead in leaders:
         new_epoch = lead.get("epoch")
-        before = [(z, s) for z, s in committed if s < lead["seq"] and (not isinstance(new_epoch, int) or zxid_epoch(z) < new_epoch)]
+        before = [(z, s) for z, s in committed
+                  if order[s] < order[lead["seq"]] and (not isinstance(new_epoch, int) or zxid_epoch(z) < new_epoch)]
         if not before:
             continue
         checked += 1

@@ -190,7 +190,7 @@ class Observer:
 
     def poll_once(self, sid: int) -> NodeStatus:
         port, _ = self.nodes[sid]
-        d = query_fles(port, timeout=max(0.3, self.interval * 6))
+        d = query_fles(port, timeout=max(0.5, self.interval * 10))
         return _status_from(sid, d) if d is not None else NodeStatus(sid, mono=time.monotonic())
 
     def _poll_loop(self, sid: int) -> None:

@@ -31,6 +31,7 @@ import psutil
 
 __all__ = [
     "PR_SET_PDEATHSIG",
+    "pdeathsig_preexec",
     "RunRegistry",
     "spawn",
     "signal_tree",
@@ -47,7 +48,7 @@ REGISTRY_DIR = Path(tempfile.gettempdir()) / "fle-chaos-runs"
 _libc = None
 
 
-def _prctl_pdeathsig(parent_pid: int) -> Callable[[], None]:
+def pdeathsig_preexec(parent_pid: int) -> Callable[[], None]:
     """A preexec_fn: own session (a terminal Ctrl-C reaches only the
     orchestrator, which then ends children in order) and SIGKILL on the
     spawning thread's death."""
@@ -84,7 +85,7 @@ def spawn(argv: Sequence[str], *, cwd: str | os.PathLike[str] | None = None,
     try:
         proc = psutil.Popen(list(argv), cwd=cwd, env=env, stdin=subprocess.DEVNULL,
                             stdout=out, stderr=subprocess.STDOUT,
-                            preexec_fn=_prctl_pdeathsig(os.getpid()), close_fds=True)
+                            preexec_fn=pdeathsig_preexec(os.getpid()), close_fds=True)
     finally:
         out.close()
     if registry is not None:

@@ -520,11 +520,14 @@ class Runner:
             self._bind(step, sids)
         elif isinstance(step, Sleep):
             begin()
+            cut = step.seconds > self.deadline_left()
             end = time.monotonic() + min(step.seconds, max(0.0, self.deadline_left()))
             while (left := end - time.monotonic()) > 0:
                 time.sleep(min(left, 0.25))
                 self.check_exits()
                 self.progress.status()
+            if cut:
+                raise _StepFailed(f"time limit of {self.time_limit:g}s reached during the sleep")
         elif isinstance(step, (Kill, Pause, Stop)):
             sids = target()
             begin()

@@ -38,6 +38,7 @@ _LEFT = 64.0
 _LANE_H = 26.0
 _LANE_GAP = 6.0
 _TOP = 22.0
+_STEP_ROWS = 4
 
 _env = jinja2.Environment(
     loader=jinja2.PackageLoader("chaos.report", "templates"),
@@ -126,7 +127,7 @@ def _x(t: float, t_end: float) -> float:
 def _timeline_view(tl: Timeline, first_violation_t: float | None) -> dict[str, Any]:
     t_end = tl.t_end or 1.0
     lane_y = {lane.sid: _TOP + i * (_LANE_H + _LANE_GAP) for i, lane in enumerate(tl.lanes)}
-    height = _TOP + len(tl.lanes) * (_LANE_H + _LANE_GAP) + 58
+    height = _TOP + len(tl.lanes) * (_LANE_H + _LANE_GAP) + 32 + 13 * _STEP_ROWS
     lanes = []
     for lane in tl.lanes:
         y = lane_y[lane.sid]
@@ -156,13 +157,16 @@ def _timeline_view(tl: Timeline, first_violation_t: float | None) -> dict[str, A
                                     + (f" links {', '.join('→'.join(map(str, l[:2])) + ' ' + str(l[2] if len(l) > 2 else '') for l in f.links)}" if f.links else "")})
     axis_y = _TOP + len(tl.lanes) * (_LANE_H + _LANE_GAP) + 4
     steps = []
-    row_end = [-1e9] * 3  # greedy label rows so step labels do not overprint
+    row_end = [-1e9] * _STEP_ROWS  # greedy label rows; no free row = tick and tooltip only
     for s in tl.steps:
         x = _x(s.t, t_end)
         label = s.label if s.label.startswith(s.kind) else f"{s.kind} {s.label}".strip()
         label = label if len(label) <= 18 else label[:17] + "…"
-        row = next((i for i, end in enumerate(row_end) if end < x), min(range(3), key=row_end.__getitem__))
-        row_end[row] = x + 6.2 * len(label) + 6
+        row = next((i for i, end in enumerate(row_end) if end < x), None)
+        if row is None:
+            row, label = 0, ""
+        else:
+            row_end[row] = x + 6.2 * len(label) + 6
         steps.append({"x": x, "label": label, "seq": s.seq, "ok": s.ok, "row": row,
                       "title": f"{s.step} {s.kind} {s.label} at {s.t:.2f} s" + (" FAILED" if s.ok is False else "")})
     n_ticks = 10

@@ -149,6 +149,8 @@ def _fault_sids(r: Mapping[str, Any]) -> set[int]:
 
 def build(journal: Mapping[str, Any]) -> Timeline:
     records = [r for r in journal.get("records") or () if isinstance(r, dict) and isinstance(r.get("seq"), int)]
+    # arrival order is not time order (node events are tailed); every t is on one clock
+    records.sort(key=lambda r: (_num(r.get("t")), r["seq"]))
     t_end = max((_num(r.get("t")) for r in records), default=0.0)
     node_meta = {n["sid"]: n for n in journal.get("nodes") or () if isinstance(n, dict) and isinstance(n.get("sid"), int)}
     sids = sorted(set(node_meta) | {r["sid"] for r in records if isinstance(r.get("sid"), int)})

@@ -13,6 +13,8 @@ import threading
 import time
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from chaos.links import LinkFaults, proxy_name, streams_for
 from chaos.plan.model import PartitionKind, PartitionSpec, Selector
@@ -81,6 +83,15 @@ class Peer:
 
 @pytest.fixture
 def mesh(tmp_path):
+    yield from _mesh(tmp_path)
+
+
+@pytest.fixture(scope="module")
+def shared_mesh(tmp_path_factory):
+    yield from _mesh(tmp_path_factory.mktemp("mesh"))
+
+
+def _mesh(tmp_path):
     from chaos.toxiproxy.client import ToxiproxyClient
     from chaos.toxiproxy.process import ToxiproxyServer
     links = LinkFaults.all_links(SIDS)
@@ -232,3 +243,29 @@ def test_compiled_isolation_blocks_both_directions_for_the_target_only(mesh):
         s12.close()
     lf.undo("p2")
     assert lf.faults == {}
+
+
+pairs = st.sets(st.tuples(st.sampled_from(SIDS), st.sampled_from(SIDS)).filter(lambda p: p[0] != p[1]),
+                min_size=1)
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(blocked=pairs, ports=st.sampled_from([("election",), ("quorum",), ("election", "quorum")]))
+def test_any_matrix_lands_on_exactly_the_streams_carrying_each_blocked_direction(shared_mesh, blocked, ports):
+    lf, _, client = shared_mesh
+    fid = f"h{len(lf.faults)}{random.randrange(10**9)}"
+    lf.block(fid, blocked, ports)
+    try:
+        expected = set()
+        for a, b in blocked:
+            for p in ports:
+                expected |= {(proxy, stream, f"{fid}_{a}to{b}") for proxy, stream in streams_for(lf.run_id, (a, b, p))}
+        found = set()
+        for a, b, p in LinkFaults.all_links(SIDS):
+            name = proxy_name(lf.run_id, a, b, p)
+            found |= {(name, t.stream, t.name) for t in client.list_toxics(name)}
+        assert found == expected
+        assert lf.blocked_pairs() == set(blocked)
+    finally:
+        lf.undo(fid)
+    assert all(not client.list_toxics(proxy_name(lf.run_id, a, b, p)) for a, b, p in LinkFaults.all_links(SIDS))

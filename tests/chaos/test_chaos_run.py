@@ -332,3 +332,25 @@ def test_default_run_dir_under_reports_of_the_working_directory(tmp_path):
     assert len(runs) == 1 and (runs[0] / "journal.json").is_file()
     assert (tmp_path / "reports" / "index.html").is_file()
     assert str(runs[0]) in res.stdout
+
+
+def test_time_limit_cuts_the_plan_and_the_verdict_is_unknown(tmp_path):
+    plan = tmp_path / "slow.yaml"
+    plan.write_text("""\
+name: slow
+description: Sleeps longer than the command line allows.
+seed: 1
+time_limit: 2m
+ensemble: {nodes: 3}
+steps:
+  - wait: {for: stable, timeout: 60s}
+  - sleep: 60s
+""")
+    out = tmp_path / "slow"
+    t0 = time.monotonic()
+    res = run_chaos("run", str(plan), "--time-limit", "8s", "--out", str(out), timeout=300)
+    assert res.returncode == 3, res.stdout + res.stderr
+    assert time.monotonic() - t0 < 50
+    j = json.loads((out / "journal.json").read_text())
+    failed = [r for r in records(j, "step_finished") if not r["ok"]]
+    assert failed and "time limit" in failed[0]["error"] and failed[0]["step"] == "steps[1]"

@@ -433,3 +433,19 @@ def test_synced_status_counts_as_established():
     bad = b.rec("status", sid=2, up=True, state="FOLLOWING", leader=2, epoch=1, synced=True)
     r = single_leader(b.journal(finished=False))
     assert r.verdict == "invalid" and r.first_violation == bad
+
+
+def test_late_arriving_node_events_are_judged_in_time_order():
+    """The old leader's txn_committed is tailed after the new leader's
+    epoch_established arrived; by time it came first, so it must survive."""
+    b, _ = formed()
+    b.commit(3, [1, 2])
+    j = b.journal(finished=False)
+    commit = next(r for r in j["records"] if r.get("event") == "txn_committed")
+    j["records"].remove(commit)
+    b2_t = j["records"][-1]["t"] + 1.0
+    lead = {"seq": 900, "t": b2_t, "mono_ms": 0, "type": "node_event", "sid": 2, "event": "epoch_established",
+            "epoch": 2, "role": "leader", "leader": 2, "last_zxid": 0}  # behind the committed txn
+    j["records"] += [lead, {**commit, "seq": 901}]  # arrival: leader first, the commit later
+    r = no_committed_txn_lost(j)
+    assert r.verdict == "invalid" and r.evidence == (901, 900)

@@ -98,6 +98,9 @@ def bench_scale(tmp: Path, max_nodes: int, limit_s: float) -> dict:
         print(f"  {n:3d} nodes, {2 * n * (n - 1):4d} proxies: elected in "
               f"{'-' if elect is None else f'{elect:.2f}'} s (setup {setup} s, wall {dt:.1f} s)", flush=True)
         if not ok:
+            if code == 2:
+                print(f"  {n} nodes refused by the plan language: {out.strip().splitlines()[-1]}")
+                rows[-1]["refused"] = out.strip().splitlines()[-1]
             break
         best = n
         n += 2

@@ -112,7 +112,7 @@ def _replay_table(run_dir: Path) -> tuple[int | None, dict[str, list[dict]]]:
     j = load_journal(run_dir)
     table: dict[str, list[dict]] = {}
     for r in j["records"]:
-        if r.get("type") == "step_started" and r.get("resolved"):
+        if r.get("type") == "step_finished" and r.get("resolved"):
             table.setdefault(r["step"], []).append(r["resolved"])
     return j.get("run", {}).get("seed"), table
 
@@ -398,7 +398,10 @@ class Runner:
     def do_wait(self, step: Wait, path: str, resolved: dict) -> None:
         targets: tuple[int, ...] = ()
         if step.node is not None:
-            targets = self._resolved_or(path, resolved, "node", lambda: self.resolve(step.node))
+            try:
+                targets = tuple(self._resolved_or(path, resolved, "node", lambda: self.resolve(step.node)))
+            except Exception as e:  # no such node right now: the step fails, the run goes on to judge
+                raise _StepFailed(str(e)) from None
         elif step.condition is WaitCondition.JOINED or step.condition is WaitCondition.STATE:
             targets = tuple(self._live_voters(self.observer.view()))
         timeout = min(step.timeout_s, max(0.0, self.deadline_left()))

@@ -27,6 +27,8 @@ import re
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Mapping
 
+from node.vote import zxid_counter, zxid_epoch
+
 __all__ = [
     "InvariantResult",
     "VALID",
@@ -58,14 +60,6 @@ class InvariantResult:
     message: str
     evidence: tuple[int, ...] = ()
     first_violation: int | None = None
-
-
-def zxid_epoch(zxid: int) -> int:
-    return int(zxid) >> 32
-
-
-def zxid_counter(zxid: int) -> int:
-    return int(zxid) & 0xFFFFFFFF
 
 
 # --------------------------------------------------------------------------- journal views

@@ -247,11 +247,12 @@ class FrameDecoder:
     must be closed, as ZooKeeper's RecvWorker does.
     """
 
-    __slots__ = ("_buf", "_error")
+    __slots__ = ("_buf", "_error", "_max")
 
-    def __init__(self) -> None:
+    def __init__(self, max_size: int = PACKET_MAX_SIZE) -> None:
         self._buf = bytearray()
         self._error: ProtocolError | None = None
+        self._max = max_size
 
     @property
     def buffered(self) -> int:
@@ -267,9 +268,9 @@ class FrameDecoder:
         pos = 0
         while len(buf) - pos >= 4:
             (n,) = _I32.unpack_from(buf, pos)
-            if n <= 0 or n > PACKET_MAX_SIZE:
+            if n <= 0 or n > self._max:
                 self._error = ProtocolError(
-                    f"frame length {n} is outside 1..{PACKET_MAX_SIZE}", length=n
+                    f"frame length {n} is outside 1..{self._max}", length=n
                 )
                 del buf[:]
                 raise ProtocolError(self._error.reason, length=n)

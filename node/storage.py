@@ -36,6 +36,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+from node.vote import make_zxid
+from node.vote import zxid_counter as counter_of
+from node.vote import zxid_epoch as epoch_of
+
 __all__ = [
     "LOG_HEADER",
     "MAX_PAYLOAD",
@@ -64,18 +68,6 @@ class StorageError(Exception):
     The peer must not take part in elections with it: the process shell should
     report the message (it names the file and the reason) and exit.
     """
-
-
-def epoch_of(zxid: int) -> int:
-    return zxid >> 32
-
-
-def counter_of(zxid: int) -> int:
-    return zxid & 0xFFFFFFFF
-
-
-def make_zxid(epoch: int, counter: int) -> int:
-    return (epoch << 32) | (counter & 0xFFFFFFFF)
 
 
 @dataclass(frozen=True, slots=True)

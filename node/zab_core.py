@@ -12,8 +12,12 @@ from __future__ import annotations
 import bisect
 import enum
 import struct
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, Union
+
+from node.codec import FrameDecoder as _ElectionFrameDecoder
+from node.codec import ProtocolError
 
 __all__ = [
     "MAX_FRAME",
@@ -249,28 +253,35 @@ def decode(frame: bytes) -> Message:
 
 
 class FrameDecoder:
-    """Bytes in, messages out; a bad length or body raises ZabProtocolError."""
+    """Bytes in, messages out; a bad length or body raises ZabProtocolError.
+
+    Framing is the election port's (int32 length, bounded), so it reuses the
+    election codec's decoder with the quorum port's own size bound.
+    """
 
     def __init__(self, max_frame: int = MAX_FRAME) -> None:
-        self._buf = bytearray()
-        self._max = max_frame
+        self._frames: deque[bytes] = deque()
+        self._inner = _ElectionFrameDecoder(max_frame)
+        self._error: ZabProtocolError | None = None
         self.last_length: int | None = None
 
     def feed(self, data: bytes) -> None:
-        self._buf += data
+        if self._error is not None:
+            return
+        try:
+            self._frames.extend(self._inner.feed(data))
+        except ProtocolError as e:
+            self.last_length = e.length
+            self._error = ZabProtocolError(e.reason)
 
     def next_message(self) -> Message | None:
-        if len(self._buf) < 4:
-            return None
-        (n,) = struct.unpack_from(">i", self._buf)
-        self.last_length = n
-        if n <= 0 or n > self._max:
-            raise ZabProtocolError(f"frame length {n} outside 1..{self._max}")
-        if len(self._buf) < 4 + n:
-            return None
-        frame = bytes(self._buf[4:4 + n])
-        del self._buf[:4 + n]
-        return decode(frame)
+        if self._frames:
+            frame = self._frames.popleft()
+            self.last_length = len(frame)
+            return decode(frame)
+        if self._error is not None:
+            raise self._error
+        return None
 
 
 # ---- discovery (spec §4) ---------------------------------------------------

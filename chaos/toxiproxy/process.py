@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import IO, Optional, Sequence
 
 from chaos.ports import PortReservation, reserve_ports
+from chaos.procs import pdeathsig_preexec
 
 __all__ = ["ToxiproxyServer", "ServerStartError"]
 
@@ -44,7 +45,10 @@ class ToxiproxyServer:
         out = self._log if self._log is not None else subprocess.DEVNULL
         self.proc = subprocess.Popen(list(argv), stdin=subprocess.DEVNULL, stdout=out,
                                      stderr=subprocess.STDOUT if self._log else subprocess.DEVNULL,
-                                     env=env, cwd=str(_ROOT))
+                                     env=env, cwd=str(_ROOT),
+                                     # Dies with its owner even on SIGKILL: the real
+                                     # toxiproxy-server has no -parent-pid watchdog.
+                                     preexec_fn=pdeathsig_preexec(os.getpid()))
         self.pid = self.proc.pid
         try:
             self._wait_ready(ready_timeout)

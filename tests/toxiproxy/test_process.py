@@ -127,3 +127,33 @@ def test_server_exits_when_its_parent_dies(tmp_path):
             parent.wait()
         parent.stdout.close()
     assert not psutil.pid_exists(child_pid) or psutil.Process(child_pid).status() == psutil.STATUS_ZOMBIE
+
+
+def test_binary_server_dies_with_its_owner_without_a_watchdog(tmp_path):
+    """A real toxiproxy-server has no -parent-pid; the death signal must end it."""
+    wrapper = tmp_path / "toxiproxy-server"
+    wrapper.write_text(f"#!/bin/sh\nexec {sys.executable} -m chaos.toxiproxy \"$@\"\n")
+    wrapper.chmod(0o755)
+    script = (
+        "import sys, time; sys.path.insert(0, %r)\n"
+        "from chaos.toxiproxy.process import ToxiproxyServer\n"
+        "s = ToxiproxyServer.binary(%r)\n"
+        "print(s.pid, flush=True)\n"
+        "time.sleep(60)\n" % (str(ROOT), str(wrapper)))
+    parent = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True,
+                              cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    try:
+        child_pid = int(parent.stdout.readline())
+        assert "-parent-pid" not in psutil.Process(child_pid).cmdline()
+        parent.kill()
+        parent.wait(10)
+        try:
+            psutil.Process(child_pid).wait(10)
+        except psutil.NoSuchProcess:
+            pass
+    finally:
+        if parent.poll() is None:
+            parent.kill()
+            parent.wait()
+        parent.stdout.close()
+    assert not psutil.pid_exists(child_pid) or psutil.Process(child_pid).status() == psutil.STATUS_ZOMBIE

@@ -284,9 +284,14 @@ def single_leader(journal: Mapping[str, Any], spec: Mapping[str, Any] | None = N
             state, epoch = r.get("state"), r.get("epoch")
             n = replay.nodes[r["sid"]]
             # A polled epoch counts once it moved past the one the node had while LOOKING.
-            moved = isinstance(epoch, int) and (
-                r.get("synced") is True  # fles says sync with the leader / a quorum is done
-                or (isinstance(n.epoch_before, int) and epoch > n.epoch_before))
+            # fles says when sync with the leader (or a quorum) is done; before that
+            # a follower's epoch is still the previous leader's and proves nothing.
+            # Journals without the field fall back to "the epoch moved".
+            if "synced" in r:
+                moved = isinstance(epoch, int) and r["synced"] is True
+            else:
+                moved = isinstance(epoch, int) and isinstance(n.epoch_before, int) \
+                    and epoch > n.epoch_before
             if moved and state == "LEADING":
                 bad = claim(epoch, r["sid"], r["seq"])
             elif moved and state == "FOLLOWING" and r["sid"] in voters:

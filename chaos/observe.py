@@ -43,6 +43,11 @@ class NodeStatus:
     def key(self) -> tuple:
         return tuple(getattr(self, k) for k in STATUS_KEYS)
 
+    def journal_key(self) -> tuple:
+        """What makes a status worth a journal record: the zxid moves with every
+        committed txn (ten times a second) and is carried, not a trigger."""
+        return tuple(getattr(self, k) for k in STATUS_KEYS if k != "zxid")
+
     def record_fields(self) -> dict[str, Any]:
         return {k: getattr(self, k) for k in STATUS_KEYS}
 
@@ -151,7 +156,7 @@ class Observer:
             if changed:
                 self.version += 1
                 self._cond.notify_all()
-        if changed:
+        if old.journal_key() != new.journal_key():
             # Whatever the node logged before it answered the poll goes into
             # the journal first, so record order follows causality (a
             # restarted node's node_started precedes its first status).

@@ -309,7 +309,7 @@ def build(journal: Mapping[str, Any]) -> Timeline:
         epoch = None
         horizon = min(x["start"] for x in clusters[i]) if i < len(clusters) else float("inf")
         for e in established:
-            if e.get("sid") == winner and end <= _num(e.get("t")) <= horizon:
+            if e.get("sid") == winner and start <= _num(e.get("t")) <= horizon:
                 epoch = e.get("epoch")
                 break
         if epoch is None:

@@ -318,26 +318,24 @@ class _Semantic:
     # ---- invariants
 
     def parse_invariants(self, inv: Any, path: PathT) -> tuple[InvariantSpec, ...]:
+        """Every invariant runs unless the plan turns it off with `name: false`:
+        a plan that only tunes `convergence` must not silently drop the safety checks."""
         defaults = {"convergence": {"within": DEFAULT_CONVERGENCE_S}}
-        if inv is None:
-            return tuple(InvariantSpec(n, FrozenDict(defaults.get(n, {}))) for n in INVARIANT_NAMES)
-        if not isinstance(inv, dict):
-            return ()
-        out = []
-        for name, params in inv.items():
-            p = path + (name,)
-            if name not in INVARIANT_NAMES:
-                self.err(p, f"unknown invariant '{name}'" + _suggest(name, INVARIANT_NAMES))
-                continue
-            if params is False:
-                continue
-            values: dict[str, Any] = dict(defaults.get(name, {}))
-            if isinstance(params, dict):
-                for key, value in params.items():
-                    if key == "within":
-                        values["within"] = self.duration_s(value, p + (key,), DEFAULT_CONVERGENCE_S)
-            out.append(InvariantSpec(name, FrozenDict(values)))
-        return tuple(out)
+        specs: dict[str, dict[str, Any] | None] = {n: dict(defaults.get(n, {})) for n in INVARIANT_NAMES}
+        if isinstance(inv, dict):
+            for name, params in inv.items():
+                p = path + (name,)
+                if name not in INVARIANT_NAMES:
+                    self.err(p, f"unknown invariant '{name}'" + _suggest(name, INVARIANT_NAMES))
+                    continue
+                if params is False:
+                    specs[name] = None
+                    continue
+                if isinstance(params, dict):
+                    for key, value in params.items():
+                        if key == "within":
+                            specs[name]["within"] = self.duration_s(value, p + (key,), DEFAULT_CONVERGENCE_S)
+        return tuple(InvariantSpec(n, FrozenDict(v)) for n, v in specs.items() if v is not None)
 
     # ---- steps
 

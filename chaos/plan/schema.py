@@ -158,8 +158,8 @@ PLAN_SCHEMA: dict[str, Any] = {
         "ensemble": {
             "type": "object",
             "properties": {
-                "nodes": {"type": "integer", "minimum": 1, "maximum": 15},
-                "observers": {"type": "integer", "minimum": 0, "maximum": 15},
+                "nodes": {"type": "integer", "minimum": 1, "maximum": 31},
+                "observers": {"type": "integer", "minimum": 0, "maximum": 31},
                 "weights": {"type": "object",
                             "propertyNames": {"pattern": "^[0-9]+$"},
                             "additionalProperties": {"type": "integer", "minimum": 0}},

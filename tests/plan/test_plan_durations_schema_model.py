@@ -116,8 +116,12 @@ steps:
 """, "j.yaml")
     data = json.loads(json.dumps(plan.to_json()))
     assert data["seed"] == 5 and data["source_path"] == "j.yaml"
-    assert data["invariants"] == [{"name": "convergence", "params": {"within": 2.0}},
-                                  {"name": "single_leader", "params": {}}]
+    # every invariant runs; the listed ones carry their tuning
+    assert data["invariants"] == [{"name": "single_leader", "params": {}},
+                                  {"name": "convergence", "params": {"within": 2.0}},
+                                  {"name": "out_of_election_join", "params": {}},
+                                  {"name": "leader_validity", "params": {}},
+                                  {"name": "no_committed_txn_lost", "params": {}}]
     toxic = data["steps"][0]
     assert toxic["attributes"] == {"latency": 1000}
     assert toxic["links"] == {"from": "leader", "to": 2, "port": "quorum", "direction": "one"}
@@ -137,4 +141,5 @@ def test_default_invariants_are_all_five():
 def test_invariant_can_be_switched_off():
     plan = parse_plan("name: d\ndescription: d\nensemble: {nodes: 3}\n"
                       "invariants: {single_leader: {}, convergence: false}\nsteps: [{wait: stable}]\n")
-    assert [i.name for i in plan.invariants] == ["single_leader"]
+    assert [i.name for i in plan.invariants] == [
+        "single_leader", "out_of_election_join", "leader_validity", "no_committed_txn_lost"]

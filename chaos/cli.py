@@ -270,6 +270,7 @@ def report(run_dir: Path) -> None:
     """Re-render RUN_DIR's report (and junit.xml, and the index) from its journal."""
     from chaos.journal import JournalError, load
     from chaos.report import render_index, render_report, write_junit
+    from chaos.runner import is_reports_folder
     try:
         journal = load(run_dir)
     except JournalError as e:
@@ -277,7 +278,8 @@ def report(run_dir: Path) -> None:
         sys.exit(EXIT_USAGE)
     path = render_report(run_dir)
     write_junit(journal, run_dir / "junit.xml")
-    render_index(run_dir.resolve().parent)
+    if is_reports_folder(run_dir.resolve().parent):
+        render_index(run_dir.resolve().parent)
     click.echo(str(path))
 
 

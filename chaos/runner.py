@@ -51,7 +51,7 @@ from chaos.plan.selectors import ClusterView, resolve
 from chaos.ports import reserve_ports
 
 __all__ = ["RunOptions", "RunResult", "Interrupted", "SetupFailure", "run_plan",
-           "default_run_dir", "EXIT_OK", "EXIT_INVALID", "EXIT_USAGE", "EXIT_INFRA"]
+           "default_run_dir", "is_reports_folder", "EXIT_OK", "EXIT_INVALID", "EXIT_USAGE", "EXIT_INFRA"]
 
 EXIT_OK, EXIT_INVALID, EXIT_USAGE, EXIT_INFRA = 0, 1, 2, 3
 SAFETY = ("single_leader", "leader_validity")
@@ -840,10 +840,24 @@ def _render(run_dir: Path, warn: Callable[[str], None]) -> None:
         write_junit(load_journal(run_dir), run_dir / "junit.xml")
     except Exception as e:
         warn(f"junit writing failed: {type(e).__name__}: {e}")
+    parent = run_dir.resolve().parent
+    if not is_reports_folder(parent):
+        return  # `--out /tmp/x`: never drop an index.html into an unrelated folder
     try:
-        render_index(run_dir.resolve().parent)
+        render_index(parent)
     except Exception as e:
         warn(f"index rendering failed: {type(e).__name__}: {e}")
+
+
+def is_reports_folder(folder: Path) -> bool:
+    """A folder that holds only runs (and its index): the default reports/,
+    or the parent that `--out` names for several runs."""
+    for entry in folder.iterdir():
+        if entry.name.startswith(".") or entry.name == "index.html":
+            continue
+        if not (entry.is_dir() and ((entry / "journal.jsonl").exists() or (entry / "journal.json").exists())):
+            return False
+    return True
 
 
 def _describe(step: Any) -> str:

@@ -127,3 +127,19 @@ def test_status_records_only_changes_and_drops_stale_polls(tmp_path):
     assert states == [(True, "LEADING"), (False, None)]
     assert obs.view()[1].up is False
     j.close()
+
+
+def test_index_goes_only_into_a_folder_of_runs(tmp_path):
+    from chaos.runner import is_reports_folder
+    reports = tmp_path / "reports"
+    (reports / "leader_kill-1").mkdir(parents=True)
+    (reports / "leader_kill-1" / "journal.jsonl").write_text("")
+    (reports / ".gitkeep").write_text("")
+    (reports / "index.html").write_text("")
+    assert is_reports_folder(reports)
+    # `--out /tmp/x` for a single run: its parent is someone else's folder
+    (reports / "notes.txt").write_text("mine")
+    assert not is_reports_folder(reports)
+    (reports / "notes.txt").unlink()
+    (reports / "scratch").mkdir()
+    assert not is_reports_folder(reports)

@@ -69,3 +69,28 @@ def test_invalid_report_in_chromium_shows_invalid_banner(tmp_path):
     assert _console_errors(dom.stderr) == []
     shot = tmp_path / "invalid.png"
     assert _chromium(tmp_path, url + f"#ev-{bad}", f"--screenshot={shot}").returncode == 0
+
+
+def test_real_run_report_renders_in_chromium(tmp_path):
+    """The report of an actual `chaos run` (real nodes, real proxies), not a synthetic journal."""
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    run = tmp_path / "leader_kill"
+    res = subprocess.run([sys.executable, "-m", "chaos", "run", str(root / "plans" / "leader_kill.yaml"),
+                          "--out", str(run)], cwd=root, capture_output=True, text=True, timeout=180,
+                         stdin=subprocess.DEVNULL)
+    assert res.returncode == 0, res.stdout + res.stderr[-3000:]
+    url = (run / "report.html").as_uri()
+    dom = _chromium(tmp_path, url, "--dump-dom", "--enable-logging=stderr", "--v=0")
+    assert dom.returncode == 0, dom.stderr[-2000:]
+    body = re.search(r"<body[^>]*>", dom.stdout).group(0)
+    assert 'data-rendered="ok"' in body, body
+    assert 'data-lanes="3"' in body and 'data-verdict-js="valid"' in body
+    assert _console_errors(dom.stderr) == []
+    # the kill and the restart of the old leader appear as plan steps on the time axis
+    assert "kill leader" in dom.stdout and "restart old_leader" in dom.stdout
+    shot = tmp_path / "leader_kill.png"
+    assert _chromium(tmp_path, url, f"--screenshot={shot}").returncode == 0
+    assert shot.stat().st_size > 20_000

@@ -27,6 +27,7 @@ import re
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Mapping
 
+from node.quorum import QuorumHierarchical
 from node.vote import zxid_counter, zxid_epoch
 
 __all__ = [
@@ -85,10 +86,18 @@ def _node_events(records: Iterable[dict], event: str) -> list[dict]:
     return [r for r in records if r.get("type") == "node_event" and r.get("event") == event]
 
 
-def _participants(journal: Mapping[str, Any], records: list[dict]) -> dict[int, float]:
-    """sid -> weight of every voter. Falls back to the sids seen in records
+class _Voters(dict):
+    """sid -> weight of every voter, plus the ensemble's quorum verifier when
+    the header gives groups (ZooKeeper's hierarchical quorum)."""
+
+    verifier: QuorumHierarchical | None = None
+
+
+def _participants(journal: Mapping[str, Any], records: list[dict]) -> _Voters:
+    """Every voter with its weight. Falls back to the sids seen in records
     when the header is missing (a crash before ``set_header``)."""
-    voters: dict[int, float] = {}
+    voters = _Voters()
+    groups: dict[Any, list[int]] = {}
     for node in journal.get("nodes") or []:
         if not isinstance(node, dict) or not isinstance(node.get("sid"), int):
             continue
@@ -96,6 +105,15 @@ def _participants(journal: Mapping[str, Any], records: list[dict]) -> dict[int, 
             continue
         weight = node.get("weight")
         voters[node["sid"]] = float(weight) if isinstance(weight, (int, float)) else 1.0
+        if node.get("group") is not None:
+            groups.setdefault(node["group"], []).append(node["sid"])
+    if voters and groups:
+        try:
+            voters.verifier = QuorumHierarchical(
+                voters, {i: sids for i, sids in enumerate(groups.values(), 1)},
+                {sid: int(w) for sid, w in voters.items()})
+        except ValueError:
+            voters.verifier = None  # an inconsistent header: judge by weighted majority
     if voters:
         return voters
     for r in records:
@@ -106,8 +124,11 @@ def _participants(journal: Mapping[str, Any], records: list[dict]) -> dict[int, 
 
 
 def _is_quorum(sids: Iterable[int], voters: Mapping[int, float]) -> bool:
-    """Weighted majority of the voters (hierarchical groups are not modelled:
-    the check is then conservative only for plain majorities)."""
+    """The ensemble's own quorum rule: hierarchical when it has groups, else a
+    weighted majority (what a node does with weights and no groups)."""
+    verifier = getattr(voters, "verifier", None)
+    if verifier is not None:
+        return verifier.contains_quorum(s for s in set(sids) if s in voters)
     total = sum(voters.values())
     got = sum(voters.get(s, 0.0) for s in set(sids))
     return total > 0 and got * 2 > total

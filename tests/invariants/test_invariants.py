@@ -449,3 +449,30 @@ def test_late_arriving_node_events_are_judged_in_time_order():
     j["records"] += [lead, {**commit, "seq": 901}]  # arrival: leader first, the commit later
     r = no_committed_txn_lost(j)
     assert r.verdict == "invalid" and r.evidence == (901, 900)
+
+
+def _grouped_journal(followers: list[int]) -> dict:
+    """Two groups {1,2,3} {4,5}: leader 3, the given followers, then a fault."""
+    nodes = [{"sid": s, "role": "participant", "weight": 1, "group": 1 if s <= 3 else 2} for s in range(1, 6)]
+    recs, t = [], 0.0
+
+    def rec(**f):
+        nonlocal t
+        t += 0.1
+        recs.append({"seq": len(recs) + 1, "t": t, "mono_ms": t * 1000, **f})
+
+    for s in range(1, 6):
+        rec(type="process", sid=s, action="started", pid=100 + s)
+    rec(type="node_event", sid=3, event="epoch_established", epoch=1, role="leader", leader=3, last_zxid=0)
+    for s in followers:
+        rec(type="node_event", sid=s, event="epoch_established", epoch=1, role="follower", leader=3, last_zxid=0)
+    rec(type="fault", phase="requested", fault_id="f1", kind="kill", target={"sid": 3}, links=[])
+    return {"schema_version": 1, "run": {}, "nodes": nodes, "records": recs}
+
+
+def test_hierarchical_quorum_decides_whether_the_ensemble_formed():
+    """3 of 5 voters is a plain majority but not a quorum of groups {1,2,3},{4,5}."""
+    from chaos.invariants import setup_failure
+    assert setup_failure(_grouped_journal([1, 2])) is not None
+    assert setup_failure(_grouped_journal([1, 4])) is not None  # group {4,5} needs both
+    assert setup_failure(_grouped_journal([1, 4, 5])) is None

@@ -40,3 +40,42 @@ def no_orphan_processes():
     if lines:
         pytest.fail("processes left behind by the test session (now killed):\n  "
                     + "\n  ".join(lines), pytrace=False)
+
+
+def _processes_mentioning(path: str) -> list[psutil.Process]:
+    """Live processes with `path` (or something below it) on their command line."""
+    found = []
+    for proc in psutil.process_iter(["cmdline", "status"]):
+        try:
+            args = proc.info["cmdline"] or []
+            if proc.info["status"] != psutil.STATUS_ZOMBIE and any(
+                    a == path or path + os.sep in a for a in args):
+                found.append(proc)
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            pass
+    return [p for p in found if p.pid != os.getpid()]
+
+
+@pytest.fixture(autouse=True)
+def no_process_outlives_its_test(request):
+    """Processes a test starts that lose their parent are re-parented to init,
+    out of reach of the session check above; they still name the test's
+    tmp_path on their command line (a zoo.cfg, a run dir), so look for those."""
+    if "tmp_path" not in request.fixturenames:
+        yield
+        return
+    tmp = str(request.getfixturevalue("tmp_path"))
+    yield
+    left = _processes_mentioning(tmp)
+    if left:
+        _, left = psutil.wait_procs(left, timeout=5)
+    lines = []
+    for proc in left:
+        try:
+            lines.append(f"pid {proc.pid}: {' '.join(proc.cmdline())[:200]}")
+            proc.kill()
+        except psutil.NoSuchProcess:
+            pass
+    if lines:
+        pytest.fail("processes left behind by this test (now killed):\n  " + "\n  ".join(lines),
+                    pytrace=False)

@@ -120,7 +120,12 @@ def test_server_exits_when_its_parent_dies(tmp_path):
         child = psutil.Process(child_pid)
         parent.kill()
         parent.wait(10)
-        child.wait(10)
+        try:
+            child.wait(10)
+        except psutil.TimeoutExpired:
+            child.kill()
+            child.wait(5)
+            pytest.fail("the server outlived its owner by 10 s")
     finally:
         if parent.poll() is None:
             parent.kill()
@@ -144,16 +149,18 @@ def test_binary_server_dies_with_its_owner_without_a_watchdog(tmp_path):
                               cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
     try:
         child_pid = int(parent.stdout.readline())
-        assert "-parent-pid" not in psutil.Process(child_pid).cmdline()
+        child = psutil.Process(child_pid)
+        assert "-parent-pid" not in child.cmdline()
         parent.kill()
         parent.wait(10)
         try:
-            psutil.Process(child_pid).wait(10)
-        except psutil.NoSuchProcess:
-            pass
+            child.wait(10)
+        except psutil.TimeoutExpired:
+            child.kill()  # the failure below says why; leave nothing behind
+            child.wait(5)
+            pytest.fail("the server outlived its owner by 10 s")
     finally:
         if parent.poll() is None:
             parent.kill()
             parent.wait()
         parent.stdout.close()
-    assert not psutil.pid_exists(child_pid) or psutil.Process(child_pid).status() == psutil.STATUS_ZOMBIE

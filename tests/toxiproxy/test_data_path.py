@@ -5,7 +5,9 @@ and generous upper bounds, since the CPUs are shared.
 """
 from __future__ import annotations
 
+import select
 import socket
+import threading
 import time
 
 import pytest
@@ -324,3 +326,86 @@ def test_update_with_a_new_upstream_drops_live_connections_and_redirects(target,
         assert other.accepted == 1
     finally:
         other.close()
+
+
+class _SlowToAcceptUpstream:
+    """A listener whose accept queue is full, so a dial to it hangs in SYN
+    retransmission (the kernel drops the SYN) until `open()` starts
+    accepting; then it echoes."""
+
+    def __init__(self) -> None:
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(0)
+        self.addr = "127.0.0.1:%d" % self.sock.getsockname()[1]
+        self.fillers: list[socket.socket] = []
+        self._threads: list[threading.Thread] = []
+        self._stop = threading.Event()
+        for _ in range(16):  # connect until one stays pending: the queue is full
+            c = socket.socket()
+            c.setblocking(False)
+            c.connect_ex(self.sock.getsockname())
+            self.fillers.append(c)
+            if not select.select([], [c], [], 0.3)[1]:
+                return
+        raise RuntimeError("could not fill the accept queue")
+
+    def open(self) -> None:
+        t = threading.Thread(target=self._serve, daemon=True)
+        t.start()
+        self._threads.append(t)
+
+    def _serve(self) -> None:
+        self.sock.settimeout(0.1)
+        while not self._stop.is_set():
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                continue
+            conn.settimeout(5)
+            threading.Thread(target=self._echo, args=(conn,), daemon=True).start()
+
+    @staticmethod
+    def _echo(conn: socket.socket) -> None:
+        try:
+            while data := conn.recv(65536):
+                conn.sendall(data)
+        except OSError:
+            pass
+        finally:
+            conn.close()
+
+    def close(self) -> None:
+        self._stop.set()
+        for t in self._threads:
+            t.join(2)
+        for c in self.fillers:
+            c.close()
+        self.sock.close()
+
+
+@pytest.mark.deliberate
+def test_a_hanging_upstream_dial_does_not_stall_the_next_client(target, make_proxy):
+    """The real server dials upstream inside its accept loop, so one client whose
+    dial hangs holds back every later client of that proxy; here each dials alone."""
+    up = _SlowToAcceptUpstream()
+    try:
+        p = make_proxy(upstream=up.addr)
+        first = connect(p["port"])
+        first.sendall(b"first")
+        time.sleep(0.2)  # the proxy's dial for `first` is now waiting on a dropped SYN
+        up.open()        # later dials succeed at once; the dropped SYN is retried after ~1 s
+        second = connect(p["port"])
+        second.sendall(b"second")
+        second.settimeout(10)
+        assert recv_exact(second, 6) == b"second"
+        # `first` is still without an upstream when `second` has its echo
+        first.setblocking(False)
+        with pytest.raises(BlockingIOError):
+            first.recv(5)
+        first.settimeout(10)
+        assert recv_exact(first, 5) == b"first"
+        first.close()
+        second.close()
+    finally:
+        up.close()

@@ -57,7 +57,8 @@ def cli() -> None:
 @cli.command()
 @click.argument("plans", nargs=-1)
 @click.option("--seed", type=int, default=None, help="Seed for every random choice (default: the plan's, else random).")
-@click.option("--repeat", "repeat", type=click.IntRange(1), default=1, help="Run each plan K times.")
+@click.option("--repeat", "repeat", type=click.IntRange(1), default=1,
+              help="Run each plan K times, the k-th (from 0) with seed + k.")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Run directory (with several runs: a parent directory for them).")
 @click.option("--time-limit", type=str, default=None, help="Bound for the whole run, e.g. 90s (overrides the plan).")
@@ -113,29 +114,30 @@ def run(plans, seed, repeat, out, time_limit, toxiproxy_url, toxiproxy_bin, repl
         run_out = out
         if multi and out is not None:
             run_out = out / f"{plan.name}-{k + 1}"
-        codes.append(_run_one(plan, seed, run_out, limit, toxiproxy_url, toxiproxy_bin, replay))
+        codes.append(_run_one(plan, _seed_for(plan, seed, k), run_out, limit, toxiproxy_url,
+                              toxiproxy_bin, replay))
     sys.exit(_combine(codes))
 
 
+def _seed_for(plan, seed: int | None, k: int) -> int | None:
+    """Repeat k of a plan explores a schedule of its own (base seed + k), and
+    every run stays reproducible from the seed it records and prints. None:
+    neither --seed nor the plan fixes one, so each run draws a fresh seed."""
+    base = seed if seed is not None else plan.seed
+    return None if base is None else base + k
+
+
 def _seconds(text: str) -> float | None:
-    """A CLI duration: `90s`, `2m`, `1500ms`; a bare number is seconds here."""
+    """A CLI duration: `90s`, `2m`, `1500ms`; a bare number is seconds here
+    (in a plan a bare number is milliseconds)."""
+    from chaos.plan.durations import DurationError, parse_duration
     try:
         return float(text)
     except ValueError:
         pass
     try:
-        from chaos.plan.durations import parse_duration  # type: ignore
-        v = parse_duration(text)
-        return float(v) if v is not None else None
-    except Exception:
-        pass
-    t = text.strip()
-    try:
-        for suffix, mult in (("ms", 0.001), ("s", 1.0), ("m", 60.0)):
-            if t.endswith(suffix):
-                return float(t[: -len(suffix)]) * mult
-        return float(t)
-    except ValueError:
+        return parse_duration(text)
+    except DurationError:
         return None
 
 
@@ -179,8 +181,9 @@ def _run_parallel(runs, jobs, *, seed, out, limit, toxiproxy_url, toxiproxy_bin,
                 run_out = (out / f"{plan.name}-{k + 1}") if out is not None else default_run_dir(plan.name)
                 run_out.parent.mkdir(parents=True, exist_ok=True)
                 argv = [sys.executable, "-m", "chaos", "run", plan.source_path, "--out", str(run_out)]
-                if seed is not None:
-                    argv += ["--seed", str(seed)]
+                run_seed = _seed_for(plan, seed, k)
+                if run_seed is not None:
+                    argv += ["--seed", str(run_seed)]
                 if limit is not None:
                     argv += ["--time-limit", f"{limit}s"]
                 if toxiproxy_url:

@@ -84,12 +84,15 @@ def test_repeat_with_parallel_jobs(tmp_path):
     assert res.returncode == 0, res.stdout + res.stderr
     runs = sorted(out.glob("leader_kill-*"))
     assert len(runs) == 2
-    ids = set()
+    ids, seeds = set(), {}
     for d in runs:
         j = json.loads((d / "journal.json").read_text())
-        assert j["verdict"] == "valid" and j["run"]["seed"] == 5
+        assert j["verdict"] == "valid"
+        seeds[d.name] = j["run"]["seed"]
         ids.add(j["run"]["id"])
     assert len(ids) == 2
+    # each repeat explores its own schedule: seed + k
+    assert seeds == {"leader_kill-1": 5, "leader_kill-2": 6}
     assert (out / "index.html").is_file()
 
 

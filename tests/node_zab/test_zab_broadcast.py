@@ -150,11 +150,7 @@ def test_leader_loses_quorum_when_both_followers_stop(tmp_path):
     async def scenario():
         c = Cluster(tmp_path, voters=3, tick_ms=50, sync_limit=5)
         try:
-            await c.start()
-            lead = c.lead(1)
-            c.follow(2, 1)
-            c.follow(3, 1)
-            await until(lambda: c.peers[1].bc.synced, 20, "leader synced")
+            lead = await c.start_synced(1)
             t0 = time.monotonic()
             await c.peers[2].bc.stop()
             await c.peers[3].bc.stop()
@@ -286,11 +282,7 @@ def test_garbage_on_quorum_port_is_dropped_and_leader_keeps_serving(tmp_path):
     async def scenario():
         c = Cluster(tmp_path, voters=3, txn_interval_ms=20)
         try:
-            await c.start()
-            lead = c.lead(1)
-            c.follow(2, 1)
-            c.follow(3, 1)
-            await until(lambda: c.peers[1].bc.synced, 20, "leader synced")
+            lead = await c.start_synced(1)
             port = c.addrs[1][1]
             for junk in (b"GET / HTTP/1.1\r\n\r\n",
                          struct.pack(">i", 2) + b"\x63\x00",          # unknown type
@@ -405,11 +397,7 @@ def test_leader_that_cannot_log_stops_leading(tmp_path):
     async def scenario():
         c = Cluster(tmp_path, voters=3, txn_interval_ms=20)
         try:
-            await c.start()
-            lead = c.lead(1)
-            c.follow(2, 1)
-            c.follow(3, 1)
-            await until(lambda: c.peers[1].bc.synced, 20, "leader synced")
+            lead = await c.start_synced(1)
 
             def disk_full(zxid, payload):  # fault injection: the next fsync fails
                 raise StorageError("txnlog: append failed (No space left on device)")

@@ -151,6 +151,17 @@ class Cluster:
         self.tasks[sid] = asyncio.create_task(self.peers[sid].bc.follow(leader, observer=observer))
         return self.tasks[sid]
 
+    async def start_synced(self, leader: int = 1) -> asyncio.Task:
+        """Start every peer, `leader` leading and the other voters following;
+        return the leader's task once it has a synced quorum."""
+        await self.start()
+        lead = self.lead(leader)
+        for sid in sorted(self.verifier.voting_members):
+            if sid != leader:
+                self.follow(sid, leader)
+        await until(lambda: self.peers[leader].bc.synced, 20, "leader synced")
+        return lead
+
     async def close(self) -> None:
         for p in self.peers.values():
             await p.bc.stop()

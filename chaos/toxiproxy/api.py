@@ -136,9 +136,22 @@ class ToxiproxyApp:
 
     # --- dispatch -------------------------------------------------------------
     async def handle(self, request: web.BaseRequest) -> web.StreamResponse:
+        """Route, then run the matched handler inside the guard.
+
+        As in gorilla/mux, the request id and the browser check are middleware
+        of matched routes only: an unmatched path's 404 and a 405 carry no
+        `X-Toxiproxy-Request-Id`, and a browser gets them rather than the 403.
+        """
+        matched = self._route(request)
+        if isinstance(matched, web.StreamResponse):
+            return matched
+        handler, args = matched
         request_id = uuid.uuid4().hex[:20]
         try:
-            response = await self._dispatch(request)
+            if request.headers.get("User-Agent", "").startswith("Mozilla/"):
+                response: web.StreamResponse = plain_error("User agent not allowed", 403)
+            else:
+                response = await handler(request, *args)
         except ApiError as exc:
             response = error_response(exc.message, exc.status)
         except asyncio.CancelledError:
@@ -150,9 +163,8 @@ class ToxiproxyApp:
         response.headers["X-Toxiproxy-Request-Id"] = request_id
         return response
 
-    async def _dispatch(self, request: web.BaseRequest) -> web.StreamResponse:
-        if request.headers.get("User-Agent", "").startswith("Mozilla/"):
-            return plain_error("User agent not allowed", 403)
+    def _route(self, request: web.BaseRequest) -> "tuple[Handler, list[str]] | web.Response":
+        """The handler and path arguments, or the 404/405 answer when no route matches."""
         parts = tuple(request.path.split("/")[1:])
         for pattern, methods in self.routes:
             if len(pattern) != len(parts):
@@ -169,7 +181,7 @@ class ToxiproxyApp:
                 handler = methods.get(request.method)
                 if handler is None:
                     return web.Response(status=405)
-                return await handler(request, *args)
+                return handler, args
         return plain_error("404 page not found", 404)
 
     async def _body(self, request: web.BaseRequest) -> bytes:

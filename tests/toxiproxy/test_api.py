@@ -89,19 +89,32 @@ def test_bind_conflict_is_500_with_the_bind_error(target, make_proxy):
 
 
 def test_not_found_and_method_not_allowed_and_browser_refused(target):
+    """The request id and the browser check are middleware on matched routes
+    only (gorilla/mux skips them when no route matches): a routed 404 and the
+    403 carry an id; an unmatched path's 404 and a 405 carry none, and a
+    browser asking for an unknown path gets the 404, not the 403."""
+    rid = "X-Toxiproxy-Request-Id"
     r = target.req("GET", "/proxies/does_not_exist")
     assert r.status_code == 404 and err(r)["error"] == "proxy not found"
+    assert r.headers.get(rid)
     r = target.req("DELETE", "/proxies/does_not_exist")
     assert r.status_code == 404 and err(r)["error"] == "proxy not found"
+    assert r.headers.get(rid)
     r = target.req("GET", "/nothing/here")
     assert r.status_code == 404 and r.text == "404 page not found\n"
-    assert r.headers.get("X-Toxiproxy-Request-Id")
+    assert rid not in r.headers
     r = target.req("PUT", "/version")
     assert r.status_code == 405 and r.content == b""
+    assert rid not in r.headers
     r = target.req("GET", "/version", headers={"User-Agent": "Mozilla/5.0 (X11)"})
     assert r.status_code == 403 and r.text.startswith("User agent not allowed")
+    assert r.headers.get(rid)
+    r = target.req("GET", "/nothing/here", headers={"User-Agent": "Mozilla/5.0 (X11)"})
+    assert r.status_code == 404 and rid not in r.headers
+    r = target.req("PUT", "/version", headers={"User-Agent": "Mozilla/5.0 (X11)"})
+    assert r.status_code == 405 and rid not in r.headers
     r = target.req("GET", "/metrics")
-    assert r.status_code == 404
+    assert r.status_code == 404 and rid not in r.headers
 
 
 def test_toxic_create_defaults_and_shape(target, make_proxy):

@@ -5,6 +5,8 @@ the lines, their order and spelling follow ZooKeeper 3.8.0 byte for byte;
 only values differ (we have no data tree, no client sessions, no latency).
 `fles` is our extension: the election state as `key\\tvalue` lines, always
 answered whatever the whitelist says, because the orchestrator depends on it.
+Like ZooKeeper, every word but `ruok` (and `fles`) answers NOT_SERVING
+until the node is synced: FLE alone does not make a leader or follower.
 
 `answer()` is pure (status in, bytes out); `FourLetterServer` is the thin
 asyncio listener: one command per connection, reply, close.
@@ -32,7 +34,6 @@ ZK_VERSION = "3.8.0-fle-chaos, built on 1970-01-01 00:00 UTC"
 # nodes...): we keep no data tree, so this never changes.
 _NODE_COUNT = 5
 _APPROX_DATA_SIZE = 182
-_WORDS_ANSWERED_WHEN_LOOKING = frozenset({"ruok", "fles"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,11 +146,10 @@ def _srvr(s: NodeStatus, c: ClientStats, *, with_clients: bool) -> str:
 
 
 def _mntr(s: NodeStatus, c: ClientStats) -> str:
-    phase = "broadcast" if s.synced else "synchronization"
     rows: list[tuple[str, Any]] = [
         ("zk_version", ZK_VERSION),
         ("zk_server_state", _mode(s.state)),
-        ("zk_peer_state", f"{s.state.lower()} - {phase}"),
+        ("zk_peer_state", f"{s.state.lower()} - broadcast"),  # answered only once synced
         ("zk_ephemerals_count", 0),
         ("zk_num_alive_connections", len(c.connections)),
         ("zk_avg_latency", "0.0"),
@@ -196,7 +196,10 @@ def answer(word: str, status: NodeStatus, whitelist: frozenset[str], clients: Cl
         return not_whitelisted(word)
     if word == "ruok":
         return "imok"
-    if status.state == "LOOKING":
+    if status.state == "LOOKING" or not status.synced:
+        # ZooKeeper answers only once its ZooKeeperServer runs: a leader after a
+        # quorum acked NEWLEADER, a learner after UPTODATE. Between the decision
+        # and then, Mode would name a role whose epoch does not exist yet.
         return NOT_SERVING
     if word == "srvr":
         return _srvr(status, clients, with_clients=False)

@@ -162,7 +162,11 @@ class NodeServer:
             vote_peer_epoch=vote.peer_epoch,
             vote_round=vote.round,
             leader=fle.current_vote.leader if fle.state != ServerState.LOOKING else -1,
-            synced=bool(bc is not None and bc.synced and fle.state != ServerState.LOOKING),
+            # True only while a role runs whose epoch is established (Broadcast
+            # sets it after NEWLEADER quorum / UPTODATE and clears it when the
+            # role ends): the four-letter words serve only then.
+            synced=bool(bc is not None and bc.synced and bc.role is not None
+                        and fle.state != ServerState.LOOKING),
             accepted_epoch=st.accepted_epoch if st else 0,
             current_epoch=st.current_epoch if st else 0,
             last_zxid=st.last_zxid if st else 0,

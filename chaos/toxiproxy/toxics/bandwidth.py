@@ -18,8 +18,6 @@ __all__ = ["BandwidthToxic"]
 
 class BandwidthToxic(Toxic):
     type_name = "bandwidth"
-    go_struct = "BandwidthToxic"
-    fields = ("rate",)
     rate: int
 
     def new_state(self) -> list[float]:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from ..catalog import TOXIC_TYPES, ToxicType
 from ..gojson import DecodeError, as_int64, json_kind
 from ..link import Chunk
 
@@ -17,21 +18,36 @@ class InvalidAttributes(ValueError):
 
 
 class Toxic:
-    """A fault on one link. Subclasses list `fields` (all int64, default 0) and `pipe`.
+    """A fault on one link. Subclasses name their `type_name` and write `pipe`.
 
-    The JSON attribute object is exactly `fields`, in order, as the real server
-    serialises its Go struct. Instances are immutable once built: an update
-    builds a new instance (so a running pipe never sees attributes change), and
-    anything that must survive updates lives in the stub's `state`.
+    Everything else about the type comes from `chaos.toxiproxy.catalog`, so the
+    classes cannot drift from the table plans are checked against: `fields`
+    (the attribute names, int64, in the catalog's order, which is the order the
+    real server serialises its Go struct in), their defaults and `go_struct`.
+    A subclass whose type is not in the catalog fails when it is defined.
+    Instances are immutable once built: an update builds a new instance (so a
+    running pipe never sees attributes change), and anything that must survive
+    updates lives in the stub's `state`.
     """
 
     type_name: ClassVar[str] = ""
+    spec: ClassVar[ToxicType]
     go_struct: ClassVar[str] = ""
     fields: ClassVar[tuple[str, ...]] = ()
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        spec = TOXIC_TYPES.get(cls.type_name)
+        if spec is None:
+            raise TypeError(f"{cls.__name__}: toxic type {cls.type_name!r} is not in "
+                            "chaos.toxiproxy.catalog.TOXIC_TYPES; add it there first")
+        cls.spec = spec
+        cls.go_struct = spec.go_struct
+        cls.fields = spec.attribute_names
+
     def __init__(self, **values: int) -> None:
-        for name in self.fields:
-            setattr(self, name, int(values.get(name, 0)))
+        for attr in self.spec.attributes:
+            setattr(self, attr.name, int(values.get(attr.name, attr.default)))
 
     @classmethod
     def decode(cls, raw: Any, base: "Toxic | None" = None) -> "Toxic":

@@ -12,8 +12,6 @@ __all__ = ["LatencyToxic"]
 
 class LatencyToxic(Toxic):
     type_name = "latency"
-    go_struct = "LatencyToxic"
-    fields = ("latency", "jitter")
     latency: int
     jitter: int
 

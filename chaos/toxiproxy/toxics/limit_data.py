@@ -10,8 +10,6 @@ __all__ = ["LimitDataToxic"]
 
 class LimitDataToxic(Toxic):
     type_name = "limit_data"
-    go_struct = "LimitDataToxic"
-    fields = ("bytes",)
     bytes: int
 
     def new_state(self) -> list[int]:

@@ -8,7 +8,6 @@ __all__ = ["NoopToxic"]
 
 class NoopToxic(Toxic):
     type_name = "noop"
-    go_struct = "NoopToxic"
 
     async def pipe(self, stub) -> None:
         while True:

@@ -12,8 +12,6 @@ __all__ = ["ResetPeerToxic"]
 
 class ResetPeerToxic(Toxic):
     type_name = "reset_peer"
-    go_struct = "ResetToxic"
-    fields = ("timeout",)
     timeout: int
 
     async def pipe(self, stub) -> None:

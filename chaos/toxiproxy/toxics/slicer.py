@@ -17,8 +17,6 @@ __all__ = ["SlicerToxic"]
 
 class SlicerToxic(Toxic):
     type_name = "slicer"
-    go_struct = "SlicerToxic"
-    fields = ("average_size", "size_variation", "delay")
     average_size: int
     size_variation: int
     delay: int

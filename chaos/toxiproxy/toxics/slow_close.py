@@ -9,8 +9,6 @@ __all__ = ["SlowCloseToxic"]
 
 class SlowCloseToxic(Toxic):
     type_name = "slow_close"
-    go_struct = "SlowCloseToxic"
-    fields = ("delay",)
     delay: int
 
     async def pipe(self, stub) -> None:

@@ -10,8 +10,6 @@ __all__ = ["TimeoutToxic"]
 
 class TimeoutToxic(Toxic):
     type_name = "timeout"
-    go_struct = "TimeoutToxic"
-    fields = ("timeout",)
     timeout: int
 
     async def pipe(self, stub) -> None:

@@ -27,8 +27,8 @@ import re
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Mapping
 
-from node.quorum import QuorumHierarchical
-from node.vote import zxid_counter, zxid_epoch
+from zkrules.quorum import QuorumHierarchical
+from zkrules.vote import zxid_counter, zxid_epoch
 
 __all__ = [
     "InvariantResult",

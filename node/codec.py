@@ -29,7 +29,7 @@ import ipaddress
 import struct
 from dataclasses import dataclass
 
-from node.vote import Notification, ServerState
+from zkrules.vote import Notification, ServerState
 
 __all__ = [
     "MAX_ADDRESS_LEN",

@@ -156,7 +156,7 @@ class NodeConfig:
 
     def make_verifier(self):
         """The quorum verifier (majority, or hierarchical if groups/weights are set)."""
-        from node.quorum import QuorumHierarchical, QuorumMaj
+        from zkrules.quorum import QuorumHierarchical, QuorumMaj
 
         if self.hierarchical:
             groups = {g: members for g, members in self.groups}

@@ -38,8 +38,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Union
 
-from .quorum import QuorumVerifier
-from .vote import LONG_MIN, Notification, ServerState, Vote
+from zkrules.quorum import QuorumVerifier
+from zkrules.vote import LONG_MIN, Notification, ServerState, Vote, total_order_predicate
 
 __all__ = [
     "Send",
@@ -220,16 +220,9 @@ class FastLeaderElection:
     # -- predicates (ZooKeeper names) -------------------------------------
     def total_order_predicate(self, new_id: int, new_zxid: int, new_epoch: int,
                               cur_id: int, cur_zxid: int, cur_epoch: int) -> bool:
-        """Does (new_epoch, new_zxid, new_id) beat the current proposal?
-
-        A zero-weight server is never adopted (ZK-491); zxid and id only
-        break ties between equal peer epochs (ZK-1419).
-        """
-        if self.verifier.weight(new_id) == 0:
-            return False
-        return (new_epoch > cur_epoch) or (
-            new_epoch == cur_epoch and (new_zxid > cur_zxid or (new_zxid == cur_zxid and new_id > cur_id))
-        )
+        """`zkrules.vote.total_order_predicate` with this configuration's weights."""
+        return total_order_predicate(new_id, new_zxid, new_epoch, cur_id, cur_zxid, cur_epoch,
+                                     new_weight=self.verifier.weight(new_id))
 
     def term_predicate(self, votes: dict[int, Vote], target: Vote) -> bool:
         """Do the voters whose vote matches `target` form a quorum?

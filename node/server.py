@@ -41,8 +41,8 @@ from node.fle import (
 from node.fourlw import FourLetterServer, NodeStatus
 from node.qcm import QuorumCnxManager
 from node.storage import Storage, StorageError
-from node.vote import ServerState
 from node.zab import Broadcast, ZabSettings
+from zkrules.vote import ServerState
 
 __all__ = ["NodeServer", "EXIT_OK", "EXIT_CONFIG", "EXIT_INFRA", "config_text_for", "run_node"]
 

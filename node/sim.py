@@ -57,8 +57,8 @@ from .fle import (
     SetTimer,
     StateChanged,
 )
-from .quorum import QuorumVerifier
-from .vote import Notification, ServerState, make_zxid, zxid_counter, zxid_epoch
+from zkrules.quorum import QuorumVerifier
+from zkrules.vote import Notification, ServerState, make_zxid, zxid_counter, zxid_epoch
 
 __all__ = ["Decision", "Established", "SimNode", "Simulator", "SafetyViolation"]
 

@@ -84,9 +84,9 @@ from .fle import (
     SetTimer,
     StateChanged,
 )
-from .quorum import QuorumHierarchical, QuorumMaj
 from .sim import SimNode, Simulator
-from .vote import LONG_MIN, Notification, ServerState, make_zxid, zxid_counter, zxid_epoch
+from zkrules.quorum import QuorumHierarchical, QuorumMaj
+from zkrules.vote import LONG_MIN, Notification, ServerState, make_zxid, zxid_counter, zxid_epoch
 
 __all__ = ["ScriptError", "ScriptSim", "Block", "parse_script", "run_script", "render", "main"]
 

@@ -8,37 +8,30 @@ startup refuses states ZooKeeper refuses instead of "repairing" them.
 
 Layout
 ------
-``dataDir/version-2/acceptedEpoch`` and ``currentEpoch``: decimal ASCII, no
-newline, replaced atomically (``<name>.tmp``, flush, fsync, rename, fsync of
-the directory).
+The format (file names, header, record layout, what ends the trusted prefix)
+is defined once in `zkrules.txnlog`, which the judge also reads it with; this
+module owns the writing side. Epoch files are replaced atomically
+(``<name>.tmp``, flush, fsync, rename, fsync of the directory). A transaction
+is appended and fsync'ed before anyone acks it; a commit mark is written
+without its own fsync (losing one only makes a restarted peer more
+conservative, the leader re-sends the commit point).
 
-``dataLogDir/version-2/txnlog`` (``dataDir`` when no ``dataLogDir``): an
-8-byte header ``b"FLETXN01"`` then records::
-
-    [len u32][crc32 u32][kind u8][zxid i64][payload: len bytes]
-
-big-endian; ``crc32`` covers ``kind``, ``zxid`` and ``payload``. ``kind`` 1 is a
-transaction (appended and fsync'ed before anyone acks it), kind 2 marks
-``zxid`` committed (written without its own fsync: losing one only makes a
-restarted peer more conservative, the leader re-sends the commit point).
-
-At open the log is scanned; the first short record, oversized length, bad
-kind or bad crc ends the trusted prefix. The file is cut there and
-``emit("log_truncated", {reason, offset})`` says so — a torn tail is the
+At open the log is scanned; where the trusted prefix ends the file is cut
+and ``emit("log_truncated", {reason, offset})`` says so — a torn tail is the
 expected result of SIGKILL during an append and is never replayed.
 """
 from __future__ import annotations
 
 import os
-import struct
-import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from node.vote import make_zxid
-from node.vote import zxid_counter as counter_of
-from node.vote import zxid_epoch as epoch_of
+from zkrules import txnlog
+from zkrules.txnlog import LOG_HEADER, MAX_PAYLOAD
+from zkrules.vote import make_zxid
+from zkrules.vote import zxid_counter as counter_of
+from zkrules.vote import zxid_epoch as epoch_of
 
 __all__ = [
     "LOG_HEADER",
@@ -50,14 +43,8 @@ __all__ = [
     "make_zxid",
 ]
 
-LOG_HEADER = b"FLETXN01"
-MAX_PAYLOAD = 1 << 20
-_REC = struct.Struct(">IIBq")  # len, crc, kind, zxid
-_KIND_TXN = 1
-_KIND_COMMIT = 2
-_ACCEPTED = "acceptedEpoch"
-_CURRENT = "currentEpoch"
-_LOG_NAME = "txnlog"
+_ACCEPTED = txnlog.ACCEPTED_EPOCH_FILE
+_CURRENT = txnlog.CURRENT_EPOCH_FILE
 
 Emit = Callable[[str, dict], None]
 
@@ -87,16 +74,11 @@ def _fsync_dir(path: Path) -> None:
 
 def _read_long(path: Path) -> int:
     try:
-        text = path.read_bytes().decode("ascii")
-    except UnicodeDecodeError as e:
-        raise StorageError(f"{path}: not ASCII text ({e})") from None
+        return txnlog.parse_epoch(path.read_bytes())
     except OSError as e:
         raise StorageError(f"{path}: cannot read ({e.strerror})") from None
-    first = text.splitlines()[0] if text else ""
-    try:
-        return int(first.strip(), 10)
-    except ValueError:
-        raise StorageError(f"{path}: expected a decimal epoch, found {first[:40]!r}") from None
+    except ValueError as e:
+        raise StorageError(f"{path}: {e}") from None
 
 
 def _write_long_atomic(path: Path, value: int) -> None:
@@ -118,14 +100,14 @@ class Storage:
     def __init__(self, data_dir: Path, data_log_dir: Path | None = None,
                  emit: Emit | None = None) -> None:
         self._emit: Emit = emit if emit is not None else (lambda event, fields: None)
-        self.snap_dir = Path(data_dir) / "version-2"
-        self.log_dir = Path(data_log_dir or data_dir) / "version-2"
+        self.snap_dir = txnlog.epoch_dir(data_dir)
+        self.log_path = txnlog.log_path(data_dir, data_log_dir)
+        self.log_dir = self.log_path.parent
         try:
             self.snap_dir.mkdir(parents=True, exist_ok=True)
             self.log_dir.mkdir(parents=True, exist_ok=True)
         except OSError as e:
             raise StorageError(f"{e.filename}: cannot create directory ({e.strerror})") from None
-        self.log_path = self.log_dir / _LOG_NAME
         self._entries: list[_Entry] = []
         self.last_committed_zxid = 0
         self._file = None
@@ -194,44 +176,21 @@ class Storage:
             _fsync_dir(self.log_dir)
             return
         data = self._file.read()
-        if len(data) < len(LOG_HEADER) or data[:len(LOG_HEADER)] != LOG_HEADER:
-            if LOG_HEADER.startswith(data):
+        try:
+            scan = txnlog.scan_log(data)
+        except txnlog.LogFormatError as e:
+            self._file.close()
+            raise StorageError(f"{path}: {e}") from None
+        self._entries = [_Entry(r.zxid, r.payload, r.end) for r in scan.txns]
+        self.last_committed_zxid = scan.last_committed_zxid
+        if scan.reason is not None:
+            self._cut(scan.end, scan.reason)
+            if scan.end == 0:
                 # torn while writing the header of a new log: nothing was logged
-                self._cut(0, "torn header")
                 self._file.write(LOG_HEADER)
                 self._file.flush()
                 os.fsync(self._file.fileno())
                 return
-            self._file.close()
-            raise StorageError(f"{path}: not a txn log (bad header {data[:8]!r})")
-        off = len(LOG_HEADER)
-        prev = 0
-        while off < len(data):
-            reason = None
-            if len(data) - off < _REC.size:
-                reason = f"short record header ({len(data) - off} of {_REC.size} bytes)"
-            else:
-                length, crc, kind, zxid = _REC.unpack_from(data, off)
-                body_end = off + _REC.size + length
-                if kind not in (_KIND_TXN, _KIND_COMMIT):
-                    reason = f"bad record kind {kind}"
-                elif length > MAX_PAYLOAD:
-                    reason = f"record length {length} over {MAX_PAYLOAD}"
-                elif body_end > len(data):
-                    reason = f"short record ({len(data) - off} of {_REC.size + length} bytes)"
-                elif zlib.crc32(data[off + 8:body_end]) != crc:
-                    reason = "crc mismatch"
-                elif kind == _KIND_TXN and zxid <= prev:
-                    reason = f"zxid {zxid:#x} not after {prev:#x}"
-            if reason is not None:
-                self._cut(off, reason)
-                break
-            if kind == _KIND_TXN:
-                self._entries.append(_Entry(zxid, bytes(data[off + _REC.size:body_end]), body_end))
-                prev = zxid
-            else:
-                self.last_committed_zxid = max(self.last_committed_zxid, min(zxid, prev))
-            off = body_end
         self._file.seek(0, os.SEEK_END)
 
     def _cut(self, offset: int, reason: str) -> None:
@@ -242,10 +201,8 @@ class Storage:
         self._emit("log_truncated", {"reason": reason, "offset": offset})
 
     def _write_record(self, kind: int, zxid: int, payload: bytes) -> int:
-        body = struct.pack(">Bq", kind, zxid) + payload
-        rec = struct.pack(">II", len(payload), zlib.crc32(body)) + body
         self._file.seek(0, os.SEEK_END)
-        self._file.write(rec)
+        self._file.write(txnlog.encode_record(kind, zxid, payload))
         return self._file.tell()
 
     def append(self, zxid: int, payload: bytes) -> None:
@@ -256,7 +213,7 @@ class Storage:
         if len(payload) > MAX_PAYLOAD:
             raise StorageError(f"{self.log_path}: payload of {len(payload)} bytes over {MAX_PAYLOAD}")
         try:
-            end = self._write_record(_KIND_TXN, zxid, bytes(payload))
+            end = self._write_record(txnlog.KIND_TXN, zxid, bytes(payload))
             self._file.flush()
             os.fsync(self._file.fileno())
         except OSError as e:
@@ -270,7 +227,7 @@ class Storage:
             return
         self.last_committed_zxid = zxid
         try:
-            self._write_record(_KIND_COMMIT, zxid, b"")
+            self._write_record(txnlog.KIND_COMMIT, zxid, b"")
             self._file.flush()
         except OSError as e:
             raise StorageError(f"{self.log_path}: commit mark failed ({e.strerror})") from None
@@ -309,15 +266,8 @@ class Storage:
         return lo < len(self._entries) and self._entries[lo].zxid == zxid
 
     def summary(self) -> list[tuple[int, int, int]]:
-        """Runs of consecutive counters per epoch, for the journal's `log_summary`."""
-        runs: list[list[int]] = []
-        for e in self._entries:
-            ep, c = epoch_of(e.zxid), counter_of(e.zxid)
-            if runs and runs[-1][0] == ep and runs[-1][2] + 1 == c:
-                runs[-1][2] = c
-            else:
-                runs.append([ep, c, c])
-        return [tuple(r) for r in runs]  # type: ignore[misc]
+        """Runs of consecutive counters per epoch (`zkrules.txnlog.zxid_runs`)."""
+        return txnlog.zxid_runs(e.zxid for e in self._entries)
 
     def close(self) -> None:
         if self._file is not None and not self._file.closed:

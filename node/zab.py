@@ -122,7 +122,7 @@ class ZabSettings:
     sync_limit: int
     txn_interval_ms: int
     quorum_addrs: dict[int, tuple[str, int]]
-    verifier: Any  # node.quorum QuorumVerifier: voting_members, observers, contains_quorum(sids)
+    verifier: Any  # zkrules.quorum QuorumVerifier: voting_members, observers, contains_quorum(sids)
 
 
 class _Closed(Exception):

@@ -7,8 +7,8 @@ from node.fle import (
     FINALIZE_TIMER, NOTIFICATION_TIMER, PATH_OUT_OF_ELECTION, PATH_QUORUM,
     CancelTimer, ConnectAll, Decided, EventOut, FastLeaderElection, Send, SetTimer, StateChanged,
 )
-from node.quorum import QuorumHierarchical, QuorumMaj
-from node.vote import LONG_MIN, Notification, ServerState, Vote, make_zxid
+from zkrules.quorum import QuorumHierarchical, QuorumMaj
+from zkrules.vote import LONG_MIN, Notification, ServerState, Vote, make_zxid
 
 L, F, LD, O = ServerState.LOOKING, ServerState.FOLLOWING, ServerState.LEADING, ServerState.OBSERVING
 Z1 = make_zxid(1, 10)

@@ -4,8 +4,8 @@ from __future__ import annotations
 import pytest
 
 from node.fle import FINALIZE_TIMER, PATH_OUT_OF_ELECTION, PATH_QUORUM, Decided, FastLeaderElection, Send
-from node.quorum import QuorumMaj
-from node.vote import Notification, ServerState, Vote, make_zxid
+from zkrules.quorum import QuorumMaj
+from zkrules.vote import Notification, ServerState, Vote, make_zxid
 
 L, F, LD, O = ServerState.LOOKING, ServerState.FOLLOWING, ServerState.LEADING, ServerState.OBSERVING
 

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import pytest
 
-from node.quorum import QuorumHierarchical, QuorumMaj, QuorumVerifier
-from node.vote import ServerState, Vote, make_zxid, zxid_counter, zxid_epoch
+from zkrules.quorum import QuorumHierarchical, QuorumMaj, QuorumVerifier
+from zkrules.vote import ServerState, Vote, make_zxid, zxid_counter, zxid_epoch
 
 F, LD, L = ServerState.FOLLOWING, ServerState.LEADING, ServerState.LOOKING
 

@@ -6,9 +6,9 @@ import random
 import pytest
 
 from node.fle import PATH_OUT_OF_ELECTION, PATH_QUORUM
-from node.quorum import QuorumHierarchical, QuorumMaj
 from node.sim import SafetyViolation, Simulator
-from node.vote import ServerState, make_zxid
+from zkrules.quorum import QuorumHierarchical, QuorumMaj
+from zkrules.vote import ServerState, make_zxid
 
 L, F, LD, O = ServerState.LOOKING, ServerState.FOLLOWING, ServerState.LEADING, ServerState.OBSERVING
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from node.quorum import QuorumMaj
 from node.sim import Simulator
-from node.vote import make_zxid
+from zkrules.quorum import QuorumMaj
+from zkrules.vote import make_zxid
 
 LIVENESS_BOUND_MS = 60_000  # virtual; max notification interval is 6.4 s here
 

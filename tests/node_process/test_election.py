@@ -13,7 +13,7 @@ import struct
 
 from node.codec import encode_handshake, encode_notification
 from node.storage import Storage, make_zxid
-from node.vote import ServerState
+from zkrules.vote import ServerState
 from harness import wait_until
 
 ELECT_TIMEOUT = 40

@@ -25,7 +25,7 @@ from node.codec import (
     encode_handshake_v2,
     encode_notification,
 )
-from node.vote import Notification, ServerState
+from zkrules.vote import Notification, ServerState
 
 # --------------------------------------------------------------------------- helpers
 

@@ -17,7 +17,7 @@ from node.codec import (
     encode_handshake,
     encode_notification,
 )
-from node.vote import Notification, ServerState
+from zkrules.vote import Notification, ServerState
 
 int64 = st.integers(-(2**63), 2**63 - 1)
 protocols = st.sampled_from(["3.8", "3.4"])

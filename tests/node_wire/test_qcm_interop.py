@@ -18,7 +18,7 @@ import pytest
 from chaos.ports import reserve_ports
 from node.codec import decode_notification, encode_notification
 from node.qcm import QuorumCnxManager
-from node.vote import ServerState
+from zkrules.vote import ServerState
 
 pytestmark = [pytest.mark.interop, pytest.mark.timeout(180)]
 

@@ -6,13 +6,13 @@ import struct
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from node.quorum import QuorumMaj
 from node.storage import make_zxid
 from node.zab_core import (
     MAX_FRAME, Ack, AckEpoch, Commit, Diff, FollowerInfo, FrameDecoder, Inform, LeaderInfo,
     LearnerType, NewLeader, Ping, Proposal, ProposalTracker, SyncMode, Trunc, Txn, UpToDate,
     ZabProtocolError, encode, plan_sync,
 )
+from zkrules.quorum import QuorumMaj
 
 MESSAGES = [
     FollowerInfo(3, 7), FollowerInfo(9, 0, LearnerType.OBSERVER), LeaderInfo(8),

@@ -12,9 +12,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from chaos.ports import reserve_ports
-from node.quorum import QuorumMaj
 from node.storage import Storage
 from node.zab import Broadcast, ZabSettings
+from zkrules.quorum import QuorumMaj
 
 
 class Events(list):

@@ -1,6 +1,8 @@
-"""Votes, notifications and zxids: the values FastLeaderElection reasons about.
+"""Votes, notifications and zxids: the values FastLeaderElection reasons about,
+and the order among votes (`total_order_predicate`) that picks a leader.
 
-Pure data, no I/O. Names follow ZooKeeper (`round` is ZooKeeper's
+Pure data and pure functions, no I/O: the node's FLE core and the chaos
+judge both decide "who should have won" with this one rule. Names follow ZooKeeper (`round` is ZooKeeper's
 `electionEpoch`, the sender's logical clock; `peer_epoch` is the proposed
 leader's currentEpoch) so a reader of the Java source finds them.
 """
@@ -18,6 +20,7 @@ __all__ = [
     "zxid_epoch",
     "zxid_counter",
     "make_zxid",
+    "total_order_predicate",
 ]
 
 LONG_MIN = -(2**63)
@@ -52,6 +55,21 @@ def zxid_counter(zxid: int) -> int:
 def make_zxid(epoch: int, counter: int) -> int:
     """`(epoch << 32) | (counter & 0xffffffff)` wrapped to a signed 64-bit long."""
     return _to_int64((epoch << 32) | (counter & 0xFFFFFFFF))
+
+
+def total_order_predicate(new_id: int, new_zxid: int, new_epoch: int,
+                          cur_id: int, cur_zxid: int, cur_epoch: int, *, new_weight: int = 1) -> bool:
+    """Does (new_epoch, new_zxid, new_id) beat the current proposal?
+
+    ZooKeeper's totalOrderPredicate. A zero-weight server is never adopted
+    (ZK-491; the caller passes `new_weight`, the verifier's weight of
+    `new_id`); zxid and id only break ties between equal peer epochs (ZK-1419).
+    """
+    if new_weight == 0:
+        return False
+    return (new_epoch > cur_epoch) or (
+        new_epoch == cur_epoch and (new_zxid > cur_zxid or (new_zxid == cur_zxid and new_id > cur_id))
+    )
 
 
 @dataclass(frozen=True, slots=True)

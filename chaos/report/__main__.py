@@ -12,12 +12,23 @@ import argparse
 import sys
 from pathlib import Path
 
-from chaos.journal import JournalError, load
+from chaos.journal import JOURNAL_JSON, JOURNAL_JSONL, JournalError, load
+from chaos.outcome import ExitCode, Verdict, exit_code_for
 from chaos.report.html import render_report
 from chaos.report.index import find_runs, render_index
 from chaos.report.junit import write_junit_many
+from chaos.report.source import judge
 
 __all__ = ["main"]
+
+
+def _overall(verdicts: list[Verdict]) -> Verdict:
+    """invalid if any run is, else unknown if any run is (or none was found), else valid."""
+    if Verdict.INVALID in verdicts:
+        return Verdict.INVALID
+    if not verdicts or Verdict.UNKNOWN in verdicts:
+        return Verdict.UNKNOWN
+    return Verdict.VALID
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -29,7 +40,7 @@ def main(argv: list[str] | None = None) -> int:
     for root in args.dirs:
         if not root.is_dir():
             print(f"{root}: not a directory", file=sys.stderr)
-            return 2
+            return int(ExitCode.USAGE)
         runs = find_runs(root)
         for run in runs:
             try:
@@ -37,20 +48,17 @@ def main(argv: list[str] | None = None) -> int:
                 path = render_report(run)
             except (JournalError, OSError, ValueError) as exc:
                 print(f"{run}: cannot render: {exc}", file=sys.stderr)
-                verdicts.append("unknown")
+                verdicts.append(Verdict.UNKNOWN)
                 continue
             journals.append(journal)
-            verdicts.append(journal.get("verdict", "unknown"))
-            print(f"{journal.get('verdict', 'unknown'):8} {path}")
-        if not (root / "journal.json").exists() and not (root / "journal.jsonl").exists():
+            verdict = judge(journal).verdict
+            verdicts.append(verdict)
+            print(f"{verdict.value:8} {path}")
+        if not (root / JOURNAL_JSON).exists() and not (root / JOURNAL_JSONL).exists():
             print(f"index    {render_index(root)}")
     if args.junit:
         print(f"junit    {write_junit_many(journals, args.junit)}")
-    if "invalid" in verdicts:
-        return 1
-    if "unknown" in verdicts or not verdicts:
-        return 3
-    return 0
+    return int(exit_code_for(_overall(verdicts)))
 
 
 if __name__ == "__main__":

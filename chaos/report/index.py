@@ -10,6 +10,8 @@ from pathlib import Path
 from typing import Any
 
 from chaos.journal import JOURNAL_JSON, JOURNAL_JSONL, JournalError, load
+from chaos.outcome import Verdict
+from chaos.records import Journal
 from chaos.report.html import REPORT_NAME, _env
 
 __all__ = ["find_runs", "render_index", "INDEX_NAME"]
@@ -28,26 +30,24 @@ def _summary(run_dir: Path, root: Path) -> dict[str, Any]:
     try:
         j = load(run_dir)
     except JournalError:
-        j = {}
-    run = j.get("run") or {}
-    plan = j.get("plan") or {}
-    started = run.get("started_at")
-    verdict = j.get("verdict") if j.get("verdict") in ("valid", "invalid", "unknown") else "unknown"
+        j = Journal()
+    run = j.run
+    started = run.started_at
     report = run_dir / REPORT_NAME
     target = report if report.exists() else (run_dir / JOURNAL_JSON if (run_dir / JOURNAL_JSON).exists() else run_dir / JOURNAL_JSONL)
-    duration = run.get("duration_s")
+    duration = run.duration_s
     return {
-        "started": started if isinstance(started, (int, float)) else -1.0,
+        "started": started if started is not None else -1.0,
         "date": (_dt.datetime.fromtimestamp(started, _dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
-                 if isinstance(started, (int, float)) else "—"),
-        "plan": str(run.get("plan_name") or plan.get("name") or "—"),
-        "verdict": verdict,
-        "duration": f"{duration:.1f} s" if isinstance(duration, (int, float)) else "—",
-        "seed": run.get("seed") if run.get("seed") is not None else "—",
+                 if started is not None else "—"),
+        "plan": run.plan_name or j.plan.name or "—",
+        "verdict": Verdict.parse(j.verdict).value,
+        "duration": f"{duration:.1f} s" if duration is not None else "—",
+        "seed": run.seed if run.seed is not None else "—",
         "link": os.path.relpath(target, root).replace(os.sep, "/"),
         "has_report": report.exists(),
         "name": os.path.relpath(run_dir, root).replace(os.sep, "/"),
-        "crashed": bool(j.get("rebuilt")),
+        "crashed": j.rebuilt,
     }
 
 

@@ -11,64 +11,55 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
-from chaos.invariants import check_all
+from chaos.outcome import Verdict
+from chaos.records import Journal
+from chaos.report.source import as_journal, judge
 
 __all__ = ["junit_suite", "write_junit", "write_junit_many"]
 
-
-def _invariants(journal: Mapping[str, Any]) -> list[dict[str, Any]]:
-    results = [dict(r) for r in journal.get("invariants") or () if isinstance(r, Mapping)]
-    if results:
-        return results
-    plan = journal.get("plan") if isinstance(journal.get("plan"), Mapping) else {}
-    return [{"name": r.name, "verdict": r.verdict, "message": r.message, "evidence": list(r.evidence),
-             "first_violation": r.first_violation} for r in check_all(journal, plan.get("invariants") or None)]
+_HIDDEN = ("seq", "t", "mono_ms", "type")
 
 
-def _records_by_seq(journal: Mapping[str, Any]) -> dict[int, Mapping[str, Any]]:
-    return {r["seq"]: r for r in journal.get("records") or () if isinstance(r, Mapping) and isinstance(r.get("seq"), int)}
-
-
-def junit_suite(journal: Mapping[str, Any]) -> ET.Element:
-    run = journal.get("run") if isinstance(journal.get("run"), Mapping) else {}
-    plan = journal.get("plan") if isinstance(journal.get("plan"), Mapping) else {}
-    name = str(run.get("plan_name") or plan.get("name") or "unknown_plan")
-    results = _invariants(journal)
-    by_seq = _records_by_seq(journal)
-    started = run.get("started_at")
-    timestamp = (_dt.datetime.fromtimestamp(started, _dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
-                 if isinstance(started, (int, float)) else _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S"))
-    duration = run.get("duration_s")
-    if not isinstance(duration, (int, float)):
-        duration = max((r.get("t", 0.0) for r in by_seq.values() if isinstance(r.get("t"), (int, float))), default=0.0)
-    failures = sum(r.get("verdict") == "invalid" for r in results)
-    errors = sum(r.get("verdict") not in ("valid", "invalid") for r in results)
+def junit_suite(journal: Journal | Mapping[str, Any]) -> ET.Element:
+    journal = as_journal(journal)
+    run = journal.run
+    name = run.plan_name or journal.plan.name or "unknown_plan"
+    results = judge(journal).results
+    by_seq = journal.by_seq()
+    started = run.started_at
+    timestamp = (_dt.datetime.fromtimestamp(started, _dt.timezone.utc) if started is not None
+                 else _dt.datetime.now(_dt.timezone.utc)).strftime("%Y-%m-%dT%H:%M:%S")
+    duration = run.duration_s if run.duration_s is not None else max((r.t for r in journal.records), default=0.0)
+    failures = sum(r.verdict == Verdict.INVALID for r in results)
+    errors = sum(r.verdict not in (Verdict.VALID, Verdict.INVALID) for r in results)
     suite = ET.Element("testsuite", {
         "name": name, "tests": str(len(results)), "failures": str(failures), "errors": str(errors),
         "skipped": "0", "time": f"{float(duration):.3f}", "timestamp": timestamp,
-        "hostname": "localhost", "id": str(run.get("id") or name),
+        "hostname": "localhost", "id": run.id or name,
     })
     props = ET.SubElement(suite, "properties")
-    for key in ("id", "seed", "replay_command", "plan_path", "exit_code"):
-        if run.get(key) is not None:
-            ET.SubElement(props, "property", {"name": key, "value": str(run[key])})
+    for key, value in (("id", run.id or None), ("seed", run.seed), ("replay_command", run.replay_command or None),
+                       ("plan_path", run.plan_path), ("exit_code", run.exit_code)):
+        if value is not None:
+            ET.SubElement(props, "property", {"name": key, "value": str(value)})
     per_case = f"{float(duration) / len(results):.3f}" if results else "0.000"
     for r in results:
-        case = ET.SubElement(suite, "testcase", {"classname": f"fle-chaos.{name}", "name": str(r.get("name")), "time": per_case})
-        verdict = r.get("verdict")
-        message = str(r.get("message") or "")
-        evidence = [s for s in r.get("evidence") or () if isinstance(s, int)]
-        if verdict == "invalid":
+        case = ET.SubElement(suite, "testcase", {"classname": f"fle-chaos.{name}", "name": r.name, "time": per_case})
+        message = r.message or ""
+        if r.verdict == Verdict.INVALID:
             el = ET.SubElement(case, "failure", {"message": message, "type": "InvariantViolated"})
-            lines = [message, f"first violation: event #{r.get('first_violation')}", "evidence:"]
-            for s in evidence:
-                rec = by_seq.get(s, {})
-                lines.append(f"  #{s} t={rec.get('t', '—')} {rec.get('type', '—')} "
-                             + " ".join(f"{k}={v}" for k, v in rec.items() if k not in ("seq", "t", "mono_ms", "type")))
-            if run.get("replay_command"):
-                lines.append(f"replay: {run['replay_command']}")
+            lines = [message, f"first violation: event #{r.first_violation}", "evidence:"]
+            for s in r.evidence:
+                rec = by_seq.get(s)
+                if rec is None:
+                    lines.append(f"  #{s} t=— —")
+                    continue
+                lines.append(f"  #{s} t={rec.t} {rec.type} "
+                             + " ".join(f"{k}={v}" for k, v in rec.to_json().items() if k not in _HIDDEN))
+            if run.replay_command:
+                lines.append(f"replay: {run.replay_command}")
             el.text = "\n".join(lines)
-        elif verdict != "valid":
+        elif r.verdict != Verdict.VALID:
             el = ET.SubElement(case, "error", {"message": message or "unknown", "type": "VerdictUnknown"})
             el.text = message
         else:
@@ -76,7 +67,7 @@ def junit_suite(journal: Mapping[str, Any]) -> ET.Element:
     return suite
 
 
-def write_junit_many(journals: Iterable[Mapping[str, Any]], path: str | os.PathLike[str]) -> Path:
+def write_junit_many(journals: Iterable[Journal | Mapping[str, Any]], path: str | os.PathLike[str]) -> Path:
     root = ET.Element("testsuites", {"name": "fle-chaos"})
     tests = failures = errors = 0
     total = 0.0
@@ -98,6 +89,6 @@ def write_junit_many(journals: Iterable[Mapping[str, Any]], path: str | os.PathL
     return path
 
 
-def write_junit(journal: Mapping[str, Any], path: str | os.PathLike[str]) -> Path:
+def write_junit(journal: Journal | Mapping[str, Any], path: str | os.PathLike[str]) -> Path:
     """One run → ``<testsuites>`` holding its ``<testsuite>``."""
     return write_junit_many([journal], path)

@@ -1,19 +1,28 @@
 """Synthetic journals (DESIGN.md §2) for tests, benchmarks and demos.
 
-The orchestrator writes real journals; this builder writes the same shapes
-without processes, so invariants and reports can be exercised on any history,
-including ones a healthy ensemble never produces (injected violations).
-Time is explicit: ``at(t)``/``advance(dt)`` move the builder's clock.
+The orchestrator writes real journals; this builder writes the same typed
+records (:mod:`chaos.records`) without processes, so invariants and reports
+can be exercised on any history, including ones a healthy ensemble never
+produces (injected violations). Records are made as
+:meth:`chaos.journal.JournalWriter.record` makes them — by record class, an
+unknown field being an error — and :meth:`JournalBuilder.journal` returns a
+:class:`~chaos.records.Journal`. Time is explicit: ``at(t)``/``advance(dt)``
+move the builder's clock.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from pathlib import Path
 from typing import Any, Iterable
 
-from chaos.journal import SCHEMA_VERSION
+from chaos.journal import JOURNAL_JSON, SCHEMA_VERSION
+from chaos.outcome import InvariantResult, Verdict, exit_code_for, overall
+from chaos.records import (RECORD_TYPES, Fault, Journal, LinkInfo, LogSummary, NodeEvent, NodeInfo, PlanInfo,
+                           Process, Record, RunFinished, RunInfo, RunStarted, Status, StepFinished, StepStarted,
+                           ToxiproxyInfo)
 
 __all__ = ["JournalBuilder", "realistic_journal", "formed", "inject_split_brain"]
 
@@ -35,7 +44,7 @@ class JournalBuilder:
     ) -> None:
         self.t = 0.0
         self.seq = 0
-        self.records: list[dict[str, Any]] = []
+        self.records: list[Record] = []
         self.voters = list(range(1, nodes + 1))
         self.observers = list(range(nodes + 1, nodes + observers + 1))
         self.sids = self.voters + self.observers
@@ -47,46 +56,27 @@ class JournalBuilder:
         self.leader_of: dict[int, int] = {s: -1 for s in self.sids}
         self.pid = {s: 4000 + s for s in self.sids}
         self.log: dict[int, dict[int, list[int]]] = {s: {} for s in self.sids}
-        self.plan: dict[str, Any] = {
-            "name": plan_name,
-            "description": description,
-            "seed": seed,
-            "ensemble": {"nodes": nodes, "observers": observers},
-            "invariants": {},
-            "steps": [],
-        }
+        self.ensemble = {"nodes": nodes, "observers": observers}
+        # the plan's invariant selection, name -> params (written as the runner writes it)
+        self.invariants: dict[str, dict[str, Any]] = {}
+        self.steps: list[dict[str, Any]] = []
         run_id = run_id or f"20261127T031500Z-{plan_name}-{seed}"
-        self.run: dict[str, Any] = {
-            "id": run_id,
-            "plan_name": plan_name,
-            "plan_path": f"plans/{plan_name}.yaml",
-            "description": description,
-            "seed": seed,
-            "command": f"chaos run plans/{plan_name}.yaml",
-            "replay_command": f"chaos run plans/{plan_name}.yaml --seed {seed}",
-            "started_at": started_at,
-            "toxiproxy": {"kind": "embedded", "url": "http://127.0.0.1:8474"},
-        }
+        self.run = RunInfo(
+            id=run_id, plan_name=plan_name, plan_path=f"plans/{plan_name}.yaml", description=description,
+            seed=seed, command=f"chaos run plans/{plan_name}.yaml",
+            replay_command=f"chaos run plans/{plan_name}.yaml --seed {seed}", started_at=started_at,
+            toxiproxy=ToxiproxyInfo("embedded", "http://127.0.0.1:8474"))
         self.nodes = [
-            {
-                "sid": s,
-                "name": f"n{s}",
-                "role": "observer" if s in self.observers else "participant",
-                "weight": 1,
-                "group": None,
-                "client_port": 21810 + s,
-                "election_port": 38870 + s,
-                "quorum_port": 28870 + s,
-                "data_dir": f"nodes/n{s}/data",
-                "log_path": f"nodes/n{s}/node.log",
-                "events_path": f"nodes/n{s}/data/events.jsonl",
-            }
+            NodeInfo(sid=s, name=f"n{s}", role="observer" if s in self.observers else "participant", weight=1,
+                     group=None, client_port=21810 + s, election_port=38870 + s, quorum_port=28870 + s,
+                     data_dir=f"nodes/n{s}/data", log_path=f"nodes/n{s}/node.log",
+                     events_path=f"nodes/n{s}/data/events.jsonl")
             for s in self.sids
         ]
         self.links = [
-            {"from": a, "to": b, "port": port, "proxy": f"n{a}-n{b}-{port}",
-             "listen": f"127.0.0.1:{30000 + a * 100 + b * 10 + (port == 'quorum')}",
-             "upstream": f"127.0.0.1:{(38870 if port == 'election' else 28870) + b}"}
+            LinkInfo(src=a, dst=b, port=port, proxy=f"n{a}-n{b}-{port}",
+                     listen=f"127.0.0.1:{30000 + a * 100 + b * 10 + (port == 'quorum')}",
+                     upstream=f"127.0.0.1:{(38870 if port == 'election' else 28870) + b}")
             for a in self.sids for b in self.sids if a != b for port in ("election", "quorum")
         ]
 
@@ -99,15 +89,21 @@ class JournalBuilder:
         self.t += dt
         return self
 
-    def rec(self, type: str, **fields: Any) -> int:
+    def rec(self, kind: type[Record] | str, /, **fields: Any) -> int:
+        """Append one record of class ``kind`` (or its registered type name)
+        at the builder's time, as ``JournalWriter.record`` would; returns its seq."""
+        cls = RECORD_TYPES[kind] if isinstance(kind, str) else kind
         self.seq += 1
-        r = {"seq": self.seq, "t": round(self.t, 6), "mono_ms": round(_START_MONO_MS + self.t * 1000.0, 3), "type": type}
-        r.update(fields)
-        self.records.append(r)
+        rec = cls.from_json({**fields, "seq": self.seq, "t": round(self.t, 6),
+                             "mono_ms": round(_START_MONO_MS + self.t * 1000.0, 3), "type": cls.type})
+        if type(rec) is not cls or rec.extra:
+            raise TypeError(f"rec(): {cls.__name__} has no field(s) {sorted(rec.extra)}")
+        self.records.append(rec)
         return self.seq
 
     def ev(self, sid: int, event: str, **fields: Any) -> int:
-        return self.rec("node_event", sid=sid, event=event, node_ts=round(self.run["started_at"] + self.t, 6), **fields)
+        return self.rec(NodeEvent, sid=sid, event=event, node_ts=round((self.run.started_at or 0.0) + self.t, 6),
+                        **fields)
 
     def status(self, sid: int, state: str | None = None, leader: int | None = None, epoch: int | None = None,
                *, up: bool = True, zxid: int | None = None) -> int:
@@ -120,9 +116,9 @@ class JournalBuilder:
         if zxid is not None:
             self.zxid[sid] = zxid
         if not up:
-            return self.rec("status", sid=sid, up=False, state=None, leader=None, epoch=None,
+            return self.rec(Status, sid=sid, up=False, state=None, leader=None, epoch=None,
                             accepted_epoch=None, zxid=None, logical_clock=None)
-        return self.rec("status", sid=sid, up=True, state=self.state[sid], leader=self.leader_of[sid],
+        return self.rec(Status, sid=sid, up=True, state=self.state[sid], leader=self.leader_of[sid],
                         epoch=self.epoch[sid], accepted_epoch=self.accepted[sid], zxid=self.zxid[sid],
                         logical_clock=self.clock[sid])
 
@@ -133,20 +129,20 @@ class JournalBuilder:
         fields.setdefault("exit_code", -9 if action == "killed" else None)
         if action in ("killed", "stopped"):
             self.state[sid] = None
-        return self.rec("process", sid=sid, action=action, **fields)
+        return self.rec(Process, sid=sid, action=action, **fields)
 
     def fault(self, phase: str, fault_id: str, kind: str, target: dict | None = None,
               links: Iterable[Iterable[Any]] = ()) -> int:
-        return self.rec("fault", phase=phase, fault_id=fault_id, kind=kind, target=target or {},
+        return self.rec(Fault, phase=phase, fault_id=fault_id, kind=kind, target=target or {},
                         links=[list(x) for x in links])
 
     def step(self, index: int, kind: str, label: str, *, resolved: dict | None = None,
              ok: bool = True, error: str | None = None, duration: float = 0.0) -> tuple[int, int]:
         path = f"steps[{index}]"
-        a = self.rec("step_started", step=path, kind=kind, label=label, resolved=resolved or {})
+        a = self.rec(StepStarted, step=path, kind=kind, label=label, resolved=resolved or {})
         self.advance(duration)
-        b = self.rec("step_finished", step=path, kind=kind, label=label, resolved=resolved or {}, ok=ok, error=error)
-        self.plan["steps"].append({kind: label})
+        b = self.rec(StepFinished, step=path, kind=kind, label=label, resolved=resolved or {}, ok=ok, error=error)
+        self.steps.append({"kind": kind, "path": path, "label": label})
         return a, b
 
     # ------------------------------------------------------------------ behaviours
@@ -258,71 +254,70 @@ class JournalBuilder:
 
     def log_summaries(self, sids: Iterable[int] | None = None) -> dict[int, int]:
         return {
-            s: self.rec("log_summary", sid=s, runs=[[e, a, b] for e, (a, b) in sorted(self.log[s].items())])
+            s: self.rec(LogSummary, sid=s, runs=[[e, a, b] for e, (a, b) in sorted(self.log[s].items())])
             for s in (sids if sids is not None else self.sids)
         }
 
     # ------------------------------------------------------------------ output
-    def journal(self, *, finished: bool = True, invariants: list | None = None, verdict: str | None = None,
-                exit_code: int | None = None) -> dict[str, Any]:
-        run = dict(self.run)
-        j: dict[str, Any] = {
-            "schema_version": SCHEMA_VERSION,
-            "run": run,
-            "plan": self.plan,
-            "nodes": self.nodes,
-            "links": self.links,
-            "records": list(self.records),
-            "invariants": [],
-            "verdict": "unknown",
-        }
-        if finished:
-            from chaos.invariants import check_all, overall  # the report side may import invariants
+    def plan_info(self) -> PlanInfo:
+        """The plan header as the runner writes it (``Plan.to_json()``: invariants a list)."""
+        return PlanInfo.from_json({
+            "name": self.run.plan_name, "description": self.run.description, "seed": self.run.seed,
+            "source_path": self.run.plan_path, "ensemble": self.ensemble,
+            "invariants": [{"name": n, "params": p} for n, p in self.invariants.items()],
+            "steps": self.steps})
 
-            self.seq += 1
-            end = {"seq": self.seq, "t": round(self.t, 6), "mono_ms": round(_START_MONO_MS + self.t * 1000.0, 3),
-                   "type": "run_finished", "verdict": None, "exit_code": None}
-            j["records"].append(end)
-            results = invariants if invariants is not None else [
-                {"name": r.name, "verdict": r.verdict, "message": r.message,
-                 "evidence": list(r.evidence), "first_violation": r.first_violation}
-                for r in check_all(j, self.plan.get("invariants") or None)
-            ]
-            v = verdict or overall(results)
-            code = exit_code if exit_code is not None else {"valid": 0, "invalid": 1}.get(v, 3)
-            end.update(verdict=v, exit_code=code)
-            run.update(finished_at=run["started_at"] + self.t, duration_s=round(self.t, 3), exit_code=code, verdict=v)
-            j["invariants"] = results
-            j["verdict"] = v
-        return j
+    def journal(self, *, finished: bool = True, invariants: Iterable[InvariantResult] | None = None,
+                verdict: str | None = None, exit_code: int | None = None) -> Journal:
+        """The journal so far; ``finished`` ends it as ``JournalWriter.finish``
+        would: a ``run_finished`` record and the invariants' results (computed
+        unless given). The builder itself is not changed."""
+        j = Journal(schema_version=SCHEMA_VERSION, run=self.run, plan=self.plan_info(), nodes=tuple(self.nodes),
+                    links=tuple(self.links), records=tuple(self.records))
+        if not finished:
+            return j
+        from chaos.invariants import check_all  # the report side may import invariants
 
-    def write(self, run_dir: str | os.PathLike[str], journal: dict[str, Any] | None = None,
+        end_t = round(self.t, 6)
+        results = tuple(invariants) if invariants is not None else tuple(
+            check_all(j, j.plan.invariants or None))
+        v = Verdict.parse(verdict) if verdict is not None else overall(results)
+        code = exit_code if exit_code is not None else int(exit_code_for(v))
+        end = RunFinished(seq=self.seq + 1, t=end_t, mono_ms=round(_START_MONO_MS + end_t * 1000.0, 3),
+                          verdict=v.value, exit_code=code)
+        run = dataclasses.replace(self.run, finished_at=(self.run.started_at or 0.0) + self.t,
+                                  duration_s=round(self.t, 3), exit_code=code, verdict=v.value)
+        return dataclasses.replace(j, run=run, records=(*j.records, end), invariants=results, verdict=v.value)
+
+    def write(self, run_dir: str | os.PathLike[str], journal: Journal | None = None,
               *, node_files: bool = True) -> Path:
+        """``RUN_DIR/journal.json`` (and stand-ins for each node's log and events)."""
         run_dir = Path(run_dir)
         run_dir.mkdir(parents=True, exist_ok=True)
         j = journal if journal is not None else self.journal()
-        (run_dir / "journal.json").write_text(json.dumps(j, separators=(",", ":")), encoding="utf-8")
+        (run_dir / JOURNAL_JSON).write_text(json.dumps(j.to_json(), separators=(",", ":")), encoding="utf-8")
         if node_files:
-            for n in j.get("nodes", []):
-                for key in ("log_path", "events_path"):
-                    p = run_dir / n[key]
-                    p.parent.mkdir(parents=True, exist_ok=True)
-                    p.write_text(f"synthetic {key} of node {n['sid']}\n", encoding="utf-8")
+            for n in j.nodes:
+                for key, rel in (("log_path", n.log_path), ("events_path", n.events_path)):
+                    if rel:
+                        p = run_dir / rel
+                        p.parent.mkdir(parents=True, exist_ok=True)
+                        p.write_text(f"synthetic {key} of node {n.sid}\n", encoding="utf-8")
         return run_dir
 
 
 def realistic_journal(nodes: int = 7, seconds: float = 60.0, *, seed: int = 7, poll: float = 0.1,
                       txn_interval: float = 0.1, plan_name: str = "leader_kill_busy",
-                      started_at: float = _START_WALL, rounds: int = 10) -> dict[str, Any]:
+                      started_at: float = _START_WALL, rounds: int = 10) -> Journal:
     """A busy run: form, then every ~12 s kill the leader (restart it later) or
     delay the election links; txns every ``txn_interval`` from the leader,
     applied by followers, and status polled every ``poll`` seconds."""
     b = JournalBuilder(nodes, plan_name=plan_name, seed=seed, started_at=started_at,
                        description="Kill the leader repeatedly under load; each time the rest re-elect "
                                    "and the old leader rejoins out of election.")
-    b.plan["invariants"] = {"single_leader": {}, "convergence": {"within": "15s"}, "out_of_election_join": {},
+    b.invariants = {"single_leader": {}, "convergence": {"within": "15s"}, "out_of_election_join": {},
                             "leader_validity": {}, "no_committed_txn_lost": {}}
-    b.rec("run_started", seed=seed, command=b.run["command"])
+    b.rec(RunStarted, seed=seed, command=b.run.command)
     b.step(0, "wait", "stable")
     b.start()
     leader = nodes
@@ -395,7 +390,7 @@ def realistic_journal(nodes: int = 7, seconds: float = 60.0, *, seed: int = 7, p
 def formed(nodes: int = 3, **kw: Any) -> JournalBuilder:
     """Nodes start and elect the highest sid (equal zxids), epoch 1."""
     b = JournalBuilder(nodes, **kw)
-    b.rec("run_started", seed=b.run["seed"], command=b.run["command"])
+    b.rec(RunStarted, seed=b.run.seed, command=b.run.command)
     b.step(0, "wait", "stable")
     b.start()
     b.election(nodes, b.voters)
@@ -407,7 +402,7 @@ def inject_split_brain(b: JournalBuilder) -> int:
     ``single_leader`` is violated; returns the seq of the violating record."""
     leader = max(b.voters)
     b.advance(1.0)
-    b.step(len(b.plan["steps"]), "partition", "isolate leader")
+    b.step(len(b.steps), "partition", "isolate leader")
     b.fault("requested", "f1", "partition", {"isolate": leader}, [[leader, s, "election"] for s in b.voters if s != leader])
     b.commit(leader, [s for s in b.voters if s != leader])
     bad = b.ev(2, "epoch_established", epoch=b.epoch[leader], role="leader", leader=2, last_zxid=b.zxid[leader])

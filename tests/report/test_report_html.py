@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import time
 
 from chaos.journal import JournalWriter
+from chaos.records import Journal, Status, StepStarted
 from chaos.report import render_report
 from chaos.report.html import MAX_EVENT_ROWS, render_html
 from chaos.report.synth import JournalBuilder, formed, inject_split_brain, realistic_journal
@@ -35,7 +37,7 @@ def test_violation_banner_links_to_an_existing_event_anchor(tmp_path):
     b = formed()
     bad = inject_split_brain(b)
     j = b.journal()
-    assert j["verdict"] == "invalid"
+    assert j.verdict == "invalid"
     html = _html(tmp_path, j, b)
     assert '<div class="banner invalid" id="verdict">' in html
     m = re.search(r'<a id="first-violation" href="#ev-(\d+)">first violation: single_leader', html)
@@ -55,8 +57,8 @@ def test_evidence_rows_survive_thinning(tmp_path):
     b.advance(1)
     b.election(2, [2])
     j = b.journal()
-    inv = next(i for i in j["invariants"] if i["name"] == "no_committed_txn_lost")
-    assert inv["verdict"] == "invalid" and s2 in inv["evidence"]
+    inv = next(i for i in j.invariants if i.name == "no_committed_txn_lost")
+    assert inv.verdict == "invalid" and s2 in inv.evidence
     html = _html(tmp_path, j, b)
     assert f'<tr id="ev-{s2}"' in html and f'<tr id="ev-{s1}"' not in html
     assert re.search(r"Counted, not listed: .*\d+ notification_sent", html)
@@ -65,10 +67,9 @@ def test_evidence_rows_survive_thinning(tmp_path):
 def test_hostile_strings_are_escaped(tmp_path):
     evil = "<script>alert(1)</script>"
     b = formed(plan_name="x", description=f"desc {evil}")
-    b.run["plan_name"] = f"plan{evil}"
-    b.nodes[0]["name"] = evil
-    b.nodes[0]["log_path"] = f"logs/{evil}.log"
-    b.rec("step_started", step="steps[9]", kind="sleep", label=evil, resolved={})
+    b.run = dataclasses.replace(b.run, plan_name=f"plan{evil}")
+    b.nodes[0] = dataclasses.replace(b.nodes[0], name=evil, log_path=f"logs/{evil}.log")
+    b.rec(StepStarted, step="steps[9]", kind="sleep", label=evil, resolved={})
     b.ev(1, "handshake_rejected", remote=evil, reason="</script><b>x</b>")
     html = _html(tmp_path, b.journal(), b)
     assert evil not in html and "<b>x</b>" not in html
@@ -81,16 +82,16 @@ def test_hostile_strings_are_escaped(tmp_path):
 
 
 def test_old_or_partial_journal_renders_with_dashes(tmp_path):
-    j = {"schema_version": 0, "run": {"plan_name": "old"},
-         "records": [{"seq": 1, "t": 0.0, "type": "something_new", "x": 1},
-                     {"seq": 2, "t": 0.5, "type": "status", "sid": 1, "state": "LOOKING"}]}
-    html = render_html(j, tmp_path)
-    assert "journal schema_version 0; this report reads version 1" in html
+    raw = {"schema_version": 1, "run": {"plan_name": "old"},
+           "records": [{"seq": 1, "t": 0.0, "type": "something_new", "x": 1},
+                       {"seq": 2, "t": 0.5, "type": "status", "sid": 1, "state": "LOOKING"}]}
+    html = render_html(Journal.from_json(raw), tmp_path)
+    assert "journal schema_version 1, read as version 2" in html
     assert '<span>UNKNOWN</span>' in html
     assert re.search(r"<dt>seed</dt><dd[^>]*>—</dd>", html)
     assert 'id="ev-1"' in html and "something_new" in html  # unknown types listed, not fatal
-    j["run"]["error"] = "toxiproxy <went> away"
-    assert "run error: toxiproxy &lt;went&gt; away" in render_html(j, tmp_path)
+    raw["run"]["error"] = "toxiproxy <went> away"
+    assert "run error: toxiproxy &lt;went&gt; away" in render_html(Journal.from_json(raw), tmp_path)
     assert html.count('<g class="lane"') == 1
 
 
@@ -98,7 +99,7 @@ def test_crashed_run_renders_from_jsonl_with_computed_invariants(tmp_path):
     w = JournalWriter(tmp_path)
     w.set_header(run={"plan_name": "crashy", "seed": 3}, nodes=[{"sid": s, "name": f"n{s}"} for s in (1, 2, 3)])
     for s in (1, 2, 3):
-        w.record("status", sid=s, up=True, state="LOOKING", leader=-1, epoch=0)
+        w.record(Status, sid=s, up=True, state="LOOKING", leader=-1, epoch=0)
     w.close()
     html = render_report(tmp_path).read_text()
     assert "rebuilt from journal.jsonl" in html
@@ -121,7 +122,7 @@ def test_events_table_is_capped_with_a_note(tmp_path, monkeypatch):
 
 def test_busy_60s_7_node_run_is_small_and_fast(tmp_path):
     j = realistic_journal(nodes=7, seconds=60)
-    assert len(j["records"]) > 8000
+    assert len(j.records) > 8000
     JournalBuilder(7).write(tmp_path, j)
     t0 = time.perf_counter()
     path = render_report(tmp_path)

@@ -26,7 +26,7 @@ from chaos.outcome import InvariantResult, Verdict
 from chaos.records import Journal, NodeEvent, Record, Status
 from chaos.report.layout import pack_rows, place_label
 from chaos.report.source import as_journal, judge
-from chaos.report.timeline import MAX_MESSAGES, Election, Timeline, build, links_text
+from chaos.report.timeline import Election, Timeline, build, links_text
 
 __all__ = ["render_report", "render_html", "report_context", "MAX_EVENT_ROWS", "REPORT_NAME"]
 
@@ -255,7 +255,7 @@ def _message_view(e: Election) -> dict[str, Any]:
     return {"index": e.index, "width": width, "height": height, "text_x": text_x, "gutter": _MSG_GUTTER,
             "cols": [{"sid": s, "x": round(x, 1)} for s, x in colx.items()], "rows": rows,
             "drawn": sum(1 for r in rows if r["kind"] == "msg"), "dropped": e.messages_dropped,
-            "cap": MAX_MESSAGES,
+            "cap": len(e.messages),  # when any were left out, the cap is what was kept
             "title": f"election {e.index}: {e.start:.2f}–{e.end:.2f} s, winner {_dash(e.winner)}"}
 
 

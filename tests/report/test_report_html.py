@@ -133,3 +133,92 @@ def test_busy_60s_7_node_run_is_small_and_fast(tmp_path):
     html = path.read_text()
     assert html.count('<g class="lane"') == 7
     assert html.count('class="msgdiag"') == len(re.findall(r'<tr data-election="\d+">', html)) >= 6
+
+
+def _diagram(html: str, index: int) -> str:
+    return re.search(rf'<div class="msgdiag" data-election="{index}"[^>]*>(.*?)</svg></div></div>', html, re.S).group(1)
+
+
+def test_message_diagram_draws_one_row_per_notification_in_time_order(tmp_path):
+    from chaos.report.timeline import build
+
+    b = formed()
+    b.kill(3)
+    b.advance(1)
+    b.election(2, [1, 2], rounds=3)
+    b.ev(1, "notification_sent", to=2, state="LOOKING", leader=1, zxid=0, round=99, peer_epoch=1)  # never received
+    j = b.journal()
+    html = _html(tmp_path, j, b)
+    for e in build(j).elections:
+        body = _diagram(html, e.index)
+        rows = re.findall(r'<g class="mrow" data-kind="(\w+)" data-seq="(\d+)">(.*?)</g>', body, re.S)
+        msgs = [(int(seq), inner) for kind, seq, inner in rows if kind == "msg"]
+        assert [seq for seq, _ in msgs] == [m.seq for m in e.messages]  # one row each, in the order sent
+        ys = [float(re.search(r'<text class="mtime" x="[\d.]+" y="([\d.]+)"', inner).group(1)) for _, _, inner in rows]
+        assert ys == sorted(ys) and len(set(ys)) == len(ys)  # a row of its own, top to bottom
+        for (seq, inner), m in zip(msgs, e.messages):
+            assert re.search(r'<text class="mtime"[^>]*>\+\d+\.\d ms</text>', inner)  # time since the start
+            assert f"n{m.src}→n{m.dst}" in inner
+        # who started looking and who decided, among the messages
+        assert {kind for kind, _, _ in rows} == {"msg", "started", "finished"}
+    first = _diagram(html, 1)
+    assert "n3 LEADING" in first and "n1 FOLLOWING n3" in first
+
+
+def test_message_diagram_says_how_many_notifications_it_left_out(tmp_path, monkeypatch):
+    import chaos.report.timeline as timeline
+
+    monkeypatch.setattr(timeline, "MAX_MESSAGES", 4)
+    b = formed()
+    html = _html(tmp_path, b.journal(), b)
+    assert html.count('data-kind="msg"') == 4
+    assert '<b class="dropped">2 more not drawn</b> (at most 4 per election)' in html
+
+
+def test_partition_fault_lists_the_links_it_cut(tmp_path):
+    b = formed()
+    b.step(1, "partition", "isolate old_leader")
+    cut = [[3, 1, "election"], [1, 3, "election"], [3, 2, "election"], [2, 3, "election"]]
+    b.fault("requested", "f1", "partition", {"name": "cut"}, cut)
+    b.fault("effective", "f1", "partition", {"name": "cut"}, cut)
+    b.advance(2)
+    b.step(2, "heal", "cut")
+    b.fault("undone", "f1", "partition", {}, cut)
+    html = _html(tmp_path, b.journal(), b)
+    row = re.search(r'<tr id="fault-f1" data-fault="f1">(.*?)</tr>', html, re.S).group(1)
+    assert re.findall(r'<span class="link">([^<]+)</span>', row) == [
+        "n3→n1 election", "n1→n3 election", "n3→n2 election", "n2→n3 election"]
+    assert "partition cut" in row and "n1, n2, n3" in row
+    # and on the timeline, a row of its own under the lanes
+    assert re.search(r'<g class="faultrow" data-fault="f1">.*?<text class="faultlabel"[^>]*>'
+                     r'f1 partition cut · n1⇄n3, n2⇄n3 election<title>', html, re.S)
+
+
+def test_step_labels_are_whole_and_packed_without_overlap(tmp_path):
+    b = formed()
+    labels = ["wait joined old_leader", "restart old_leader", "wait stable", "final wait: stable",
+              "partition isolate old_leader", "wait state old_leader looking"]
+    for i, label in enumerate(labels, 1):
+        b.step(i, label.split()[0], label, duration=0.01)  # all within a few pixels of each other
+    html = _html(tmp_path, b.journal(), b)
+    texts = re.findall(r'<text class="steplabel[^"]*" data-step="\d+" x="([\d.]+)" y="([\d.]+)">([^<]+)<title>', html)
+    assert [t for _, _, t in texts][-len(labels):] == labels  # whole, none cut short
+    assert "…" not in "".join(t for _, _, t in texts)
+    rows: dict[str, list[tuple[float, float]]] = {}
+    for x, y, t in texts:
+        rows.setdefault(y, []).append((float(x), float(x) + 7.0 * len(t)))
+    for spans in rows.values():
+        spans.sort()
+        assert all(a[1] < b[0] for a, b in zip(spans, spans[1:])), spans
+    # every step, with what it resolved, in the step list
+    assert html.count('<tr data-step="') == len(labels) + 1
+
+
+def test_header_names_the_target(tmp_path):
+    b = formed()
+    b.run = dataclasses.replace(b.run, target=dataclasses.replace(b.run.target, kind="zookeeper", version="3.8.4"))
+    html = _html(tmp_path, b.journal(), b)
+    assert re.search(r'<dt>target</dt><dd id="target"><span class="mono">zookeeper 3.8.4 · real processes</span>', html)
+    b.run = dataclasses.replace(b.run, simulated=True)
+    assert "fle" not in re.search(r'<dd id="target">(.*?)</dd>', _html(tmp_path, b.journal(), b)).group(1)
+    assert "simulated (in-memory network, virtual clock)" in _html(tmp_path, b.journal(), b)

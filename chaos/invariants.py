@@ -1,11 +1,11 @@
 """Safety and liveness properties of leader election, checked on a journal.
 
-Theory of operation. Every check is a pure function of the journal object
-(DESIGN.md §2) and an optional spec from the plan; nothing here reads a file or
-a clock, so the same functions judge a finished run, a partial journal while the
-run is going, and a journal rebuilt after a crash.
+Theory of operation. Every check is a pure function of a typed
+:class:`~chaos.records.Journal` (DESIGN.md §2) and a spec from the plan;
+nothing here reads a file or a clock, so the same checks judge a finished run,
+a partial journal while the run is going, and a journal rebuilt after a crash.
 
-Three verdicts:
+Three verdicts (:class:`chaos.outcome.Verdict`):
   valid    the property held on everything the journal shows;
   invalid  the journal shows a violation; ``evidence`` holds the seqs of the
            records that prove it and ``first_violation`` the seq where the run
@@ -13,30 +13,50 @@ Three verdicts:
   unknown  the journal cannot tell: no run data, or the ensemble never formed
            before the first fault (a setup failure is not an election bug).
 
-Node state is replayed from ``status`` records (the orchestrator's poll of
-``fles``) and ``node_event`` records (the node's own events.jsonl); a claim
-about an epoch only counts once the epoch is *established* (the node said
-``epoch_established``, or its polled current epoch moved while it led or
-followed), because ZAB allows two nodes to believe they lead for a while —
-what it forbids is two leaders of one epoch.
+What every check needs is built once per journal in a :class:`Context`: the
+records in time order, the voters with their quorum rule, and the replay of
+node state. The replay folds ``status`` (the orchestrator's poll of ``fles``),
+``process`` and ``node_event`` (the node's own events.jsonl) records into one
+:class:`NodeView` per node, and keeps the cluster's state after each record.
+
+Leadership only counts once an epoch is *established*: the node said
+``epoch_established``, or a ``status`` poll showed it ``synced`` in its role.
+ZAB allows two nodes to believe they lead for a while, and a node that has just
+gone LEADING still shows the previous epoch until it establishes its own; what
+ZAB forbids is two leaders of one established epoch.
+
+Adding an invariant: write ``check(ctx, spec) -> Finding`` and decorate it with
+``@invariant("name")``; :func:`check_all` then runs it, and the setup-failure
+preamble (``unknown`` until the ensemble formed) is applied for it.
 """
 
 from __future__ import annotations
 
-import re
-from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Mapping
+from dataclasses import dataclass, replace
+from types import MappingProxyType
+from typing import Any, Callable, Iterable, Iterator, Mapping
 
+from chaos.outcome import InvariantResult, Verdict, overall
+from chaos.records import (Fault, Journal, LogSummary, NodeEvent, Process, Record, Status, StepFinished,
+                           StepStarted)
 from zkrules.quorum import QuorumHierarchical
 from zkrules.vote import zxid_counter, zxid_epoch
 
 __all__ = [
     "InvariantResult",
+    "Verdict",
     "VALID",
     "INVALID",
     "UNKNOWN",
-    "INVARIANTS",
     "DEFAULT_CONVERGENCE_S",
+    "NodeView",
+    "Voters",
+    "Context",
+    "Finding",
+    "Check",
+    "Invariant",
+    "INVARIANTS",
+    "invariant",
     "single_leader",
     "convergence",
     "out_of_election_join",
@@ -45,624 +65,639 @@ __all__ = [
     "check_all",
     "overall",
     "setup_failure",
-    "zxid_epoch",
-    "zxid_counter",
 ]
 
-VALID, INVALID, UNKNOWN = "valid", "invalid", "unknown"
+VALID, INVALID, UNKNOWN = Verdict.VALID, Verdict.INVALID, Verdict.UNKNOWN
+
 DEFAULT_CONVERGENCE_S = 15.0
-_LIVE_STATES = ("LOOKING", "FOLLOWING", "LEADING", "OBSERVING")
+"""How long ``convergence`` waits after the last fault when the plan does not say."""
+
+_LIVE_STATES = frozenset({"LOOKING", "FOLLOWING", "LEADING", "OBSERVING"})
+_ROLE_STATE = {"leader": "LEADING", "follower": "FOLLOWING", "observer": "OBSERVING"}
+
+
+def _int(value: Any) -> int | None:
+    """Node event fields are the node's schema: trust only real ints."""
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _sid(r: Record) -> int | None:
+    return r.sid if isinstance(r, (Status, Process, NodeEvent, LogSummary)) else None
+
+
+# --------------------------------------------------------------------------- voters
 
 
 @dataclass(frozen=True, slots=True)
-class InvariantResult:
-    name: str
-    verdict: str
-    message: str
-    evidence: tuple[int, ...] = ()
-    first_violation: int | None = None
+class Voters:
+    """sid -> weight of every voter, and the ensemble's hierarchical quorum
+    verifier when the header gives groups."""
 
-
-# --------------------------------------------------------------------------- journal views
-
-
-def _records(journal: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """Records in time order. Journal order is arrival order: a node's events
-    are tailed from its file and may land after later polls, but every ``t``
-    comes from the one machine-wide monotonic clock, so ``t`` orders them."""
-    out, last_t = [], 0.0
-    for r in journal.get("records") or []:
-        if not isinstance(r, dict) or not isinstance(r.get("seq"), int):
-            continue
-        t = r.get("t")
-        if isinstance(t, (int, float)) and not isinstance(t, bool):
-            last_t = float(t)
-        out.append((last_t, r["seq"], r))
-    out.sort(key=lambda x: (x[0], x[1]))
-    return [r for _, _, r in out]
-
-
-def _node_events(records: Iterable[dict], event: str) -> list[dict]:
-    return [r for r in records if r.get("type") == "node_event" and r.get("event") == event]
-
-
-class _Voters(dict):
-    """sid -> weight of every voter, plus the ensemble's quorum verifier when
-    the header gives groups (ZooKeeper's hierarchical quorum)."""
-
+    weights: Mapping[int, float]
     verifier: QuorumHierarchical | None = None
 
+    def __contains__(self, sid: object) -> bool:
+        return sid in self.weights
 
-def _participants(journal: Mapping[str, Any], records: list[dict]) -> _Voters:
-    """Every voter with its weight. Falls back to the sids seen in records
-    when the header is missing (a crash before ``set_header``)."""
-    voters = _Voters()
-    groups: dict[Any, list[int]] = {}
-    for node in journal.get("nodes") or []:
-        if not isinstance(node, dict) or not isinstance(node.get("sid"), int):
-            continue
-        if node.get("role", "participant") == "observer":
-            continue
-        weight = node.get("weight")
-        voters[node["sid"]] = float(weight) if isinstance(weight, (int, float)) else 1.0
-        if node.get("group") is not None:
-            groups.setdefault(node["group"], []).append(node["sid"])
-    if voters and groups:
-        try:
-            voters.verifier = QuorumHierarchical(
-                voters, {i: sids for i, sids in enumerate(groups.values(), 1)},
-                {sid: int(w) for sid, w in voters.items()})
-        except ValueError:
-            voters.verifier = None  # an inconsistent header: judge by weighted majority
-    if voters:
-        return voters
-    for r in records:
-        sid = r.get("sid")
-        if isinstance(sid, int) and r.get("state") != "OBSERVING" and r.get("role") != "observer":
-            voters.setdefault(sid, 1.0)
-    return voters
+    def __iter__(self) -> Iterator[int]:
+        return iter(self.weights)
+
+    def __len__(self) -> int:
+        return len(self.weights)
+
+    def is_quorum(self, sids: Iterable[int]) -> bool:
+        """The ensemble's own rule: hierarchical when it has groups, else a
+        weighted majority (what a node does with weights and no groups)."""
+        members = {s for s in sids if s in self.weights}
+        if self.verifier is not None:
+            return self.verifier.contains_quorum(members)
+        total = sum(self.weights.values())
+        return total > 0 and sum(self.weights[s] for s in members) * 2 > total
+
+    @classmethod
+    def of(cls, journal: Journal, records: Iterable[Record]) -> "Voters":
+        """From the header; from the sids the records mention when the header
+        is missing (a crash before ``set_header``)."""
+        participants = [n for n in journal.nodes if not n.is_observer]
+        if not participants:
+            seen: set[int] = set()
+            observing: set[int] = set()
+            for r in records:
+                sid = _sid(r)
+                if sid is None:
+                    continue
+                seen.add(sid)
+                if (isinstance(r, Status) and r.state == "OBSERVING") or (isinstance(r, NodeEvent) and (
+                        "observer" in (r.get("role"), r.get("peer_type"))
+                        or "OBSERVING" in (r.get("state"), r.get("to")))):
+                    observing.add(sid)
+            return cls(MappingProxyType({s: 1.0 for s in sorted(seen - observing)}))
+        weights = {n.sid: float(n.weight if n.weight is not None else 1) for n in participants}
+        groups: dict[int, list[int]] = {}
+        for n in participants:
+            if n.group is not None:
+                groups.setdefault(n.group, []).append(n.sid)
+        verifier = None
+        if groups:
+            try:
+                verifier = QuorumHierarchical(weights, dict(enumerate(groups.values(), 1)),
+                                              {s: int(w) for s, w in weights.items()})
+            except ValueError:
+                verifier = None  # an inconsistent header: judge by weighted majority
+        return cls(MappingProxyType(weights), verifier)
 
 
-def _is_quorum(sids: Iterable[int], voters: Mapping[int, float]) -> bool:
-    """The ensemble's own quorum rule: hierarchical when it has groups, else a
-    weighted majority (what a node does with weights and no groups)."""
-    verifier = getattr(voters, "verifier", None)
-    if verifier is not None:
-        return verifier.contains_quorum(s for s in set(sids) if s in voters)
-    total = sum(voters.values())
-    got = sum(voters.get(s, 0.0) for s in set(sids))
-    return total > 0 and got * 2 > total
+# --------------------------------------------------------------------------- replay
 
 
-@dataclass(slots=True)
-class _Node:
+@dataclass(frozen=True, slots=True)
+class NodeView:
+    """What the journal says about one node at one point of the run.
+    ``established`` is the epoch this node established in its current stint
+    (one uninterrupted spell in one state); None until it does."""
+
     up: bool = False
     paused: bool = False
     state: str | None = None
     leader: int | None = None
     epoch: int | None = None
-    seq: int | None = None  # record that last changed the view of this node
-    epoch_before: int | None = None  # epoch seen while LOOKING, before this stint
+    established: int | None = None
 
     @property
     def live(self) -> bool:
         return self.up and not self.paused
 
+    def entering(self, state: str | None) -> "NodeView":
+        """A new stint drops the established epoch; the same state keeps it."""
+        if state == self.state:
+            return self
+        return replace(self, state=state, established=None,
+                       leader=None if state in (None, "LOOKING") else self.leader)
 
-class _Replay:
-    """Replays status/process/node_event records into per-node views."""
 
-    def __init__(self) -> None:
-        self.nodes: dict[int, _Node] = {}
+_DOWN = NodeView()
+_UP = NodeView(up=True)
+NodeStates = Mapping[int, NodeView]
+_NOBODY: NodeStates = MappingProxyType({})
 
-    def node(self, sid: int) -> _Node:
-        return self.nodes.setdefault(sid, _Node())
 
-    def apply(self, r: dict) -> None:
-        sid = r.get("sid")
-        if not isinstance(sid, int):
-            return
-        kind = r.get("type")
-        n = self.node(sid)
-        if kind == "status":
-            up = r.get("up", True)
-            n.up = bool(up)
-            if not n.up:
-                n.state = None
-            state = r.get("state")
-            if n.up and state in _LIVE_STATES:
-                if state == "LOOKING":
-                    n.epoch_before = r["epoch"] if isinstance(r.get("epoch"), int) else n.epoch
-                n.state = state
-                n.leader = r.get("leader") if state != "LOOKING" else None
-                if state == "LEADING":
-                    n.leader = sid if r.get("leader") in (None, -1) else r.get("leader")
-            if isinstance(r.get("epoch"), int):
-                n.epoch = r["epoch"]
-            n.seq = r["seq"]
-        elif kind == "process":
-            action = r.get("action")
-            if action in ("started", "resumed"):
-                n.up, n.paused = True, False
-                if action == "started":
-                    n.state, n.leader = None, None
-            elif action == "paused":
-                n.paused = True
-            elif action in ("killed", "stopped", "exited"):
-                n.up, n.paused, n.state, n.leader = False, False, None, None
-            n.seq = r["seq"]
-        elif kind == "node_event":
-            ev = r.get("event")
-            if ev in ("node_started", "election_started"):
-                n.up = True
-                if isinstance(r.get("current_epoch"), int):
-                    n.epoch_before = r["current_epoch"]
-            elif ev == "state_changed" and r.get("to") in _LIVE_STATES:
-                n.up = True
-                if r["to"] == "LOOKING":
-                    n.leader = None
-                n.state = r["to"]
-                n.seq = r["seq"]
-            elif ev == "epoch_established":
-                n.up = True
-                role = r.get("role")
-                n.state = {"leader": "LEADING", "follower": "FOLLOWING", "observer": "OBSERVING"}.get(role, n.state)
-                n.leader = sid if role == "leader" else r.get("leader", n.leader)
-                if isinstance(r.get("epoch"), int):
-                    n.epoch = r["epoch"]
-                n.seq = r["seq"]
+def _status(n: NodeView, r: Status) -> NodeView:
+    if not r.up:
+        return replace(_DOWN, epoch=n.epoch if r.epoch is None else r.epoch)
+    n = replace(n, up=True)
+    if r.state in _LIVE_STATES:
+        n = n.entering(r.state)
+        if r.state == "LEADING":
+            n = replace(n, leader=r.sid if r.leader in (None, -1) else r.leader)
+        elif r.state != "LOOKING":
+            n = replace(n, leader=r.leader)
+        if r.synced and r.state != "LOOKING" and r.epoch is not None:
+            n = replace(n, established=r.epoch)
+    return n if r.epoch is None else replace(n, epoch=r.epoch)
 
-    def established_leader(self, voters: Mapping[int, float]) -> tuple[int, int | None] | None:
-        """(leader sid, epoch) when a live leader has a live following quorum."""
-        for sid, n in self.nodes.items():
-            if not (n.live and n.state == "LEADING"):
+
+def _process(n: NodeView, r: Process) -> NodeView:
+    if r.action == "started":
+        return replace(_UP, epoch=n.epoch)
+    if r.action == "resumed":
+        return replace(n, up=True, paused=False)
+    if r.action == "paused":
+        return replace(n, paused=True)
+    if r.action in ("killed", "stopped", "exited"):
+        return replace(_DOWN, epoch=n.epoch)
+    return n
+
+
+def _node_event(n: NodeView, r: NodeEvent) -> NodeView:
+    if r.event in ("node_started", "election_started"):
+        return replace(n, up=True)
+    if r.event == "state_changed" and r.get("to") in _LIVE_STATES:
+        return replace(n, up=True).entering(r.get("to"))
+    if r.event == "epoch_established":
+        n = replace(n, up=True).entering(_ROLE_STATE.get(r.get("role"), n.state))
+        leader = r.sid if r.get("role") == "leader" else _int(r.get("leader"))
+        epoch = _int(r.get("epoch"))
+        n = replace(n, leader=n.leader if leader is None else leader)
+        return n if epoch is None else replace(n, epoch=epoch, established=epoch)
+    return n
+
+
+def _apply(n: NodeView, r: Record) -> NodeView:
+    if isinstance(r, Status):
+        return _status(n, r)
+    if isinstance(r, Process):
+        return _process(n, r)
+    if isinstance(r, NodeEvent):
+        return _node_event(n, r)
+    return n
+
+
+def _replay(records: Iterable[Record]) -> tuple[NodeStates, ...]:
+    """The cluster after each record. A record changes at most one node, so
+    snapshots are copied on write and unchanged ones shared."""
+    now: NodeStates = _NOBODY
+    out = []
+    for r in records:
+        sid = _sid(r)
+        if sid is not None:
+            old = now.get(sid, _DOWN)
+            new = _apply(old, r)
+            if new != old or sid not in now:
+                now = MappingProxyType({**now, sid: new})
+        out.append(now)
+    return tuple(out)
+
+
+# --------------------------------------------------------------------------- context
+
+
+@dataclass(frozen=True, slots=True)
+class Context:
+    """Everything the invariants share, built once per journal.
+
+    ``records`` are in time order (``t`` then ``seq``: journal order is arrival
+    order, and tailed node events arrive late); ``states[i]`` is the cluster
+    after ``records[i]``.
+    """
+
+    journal: Journal
+    records: tuple[Record, ...]
+    states: tuple[NodeStates, ...]
+    voters: Voters
+    ended: bool
+    setup_failure: str | None
+
+    @classmethod
+    def of(cls, journal: Journal) -> "Context":
+        records = tuple(journal.in_time_order())
+        states = _replay(records)
+        voters = Voters.of(journal, records)
+        ctx = cls(journal, records, states, voters, journal.ended, None)
+        return replace(ctx, setup_failure=ctx._why_not_formed())
+
+    def before(self, i: int) -> NodeStates:
+        return self.states[i - 1] if i > 0 else _NOBODY
+
+    def leading_quorum(self, nodes: NodeStates, *, established: bool = False) -> tuple[int, NodeView] | None:
+        """A live leader with a live quorum following it; with ``established``,
+        only one that established its epoch in this stint."""
+        for sid, n in nodes.items():
+            if not (n.live and n.state == "LEADING") or (established and n.established is None):
                 continue
-            followers = [
-                s for s, m in self.nodes.items()
-                if s != sid and m.live and m.state == "FOLLOWING" and m.leader == sid
-            ]
-            if _is_quorum([sid, *followers], voters):
-                return sid, n.epoch
+            followers = [s for s, m in nodes.items()
+                         if s != sid and m.live and m.state == "FOLLOWING" and m.leader == sid]
+            if self.voters.is_quorum([sid, *followers]):
+                return sid, n
         return None
 
+    def agreement(self, nodes: NodeStates) -> tuple[int, int | None] | None:
+        """(leader, epoch) when a quorum of voters is live and every live voter
+        is LEADING or FOLLOWING one leader in one epoch."""
+        live = [s for s in self.voters if s in nodes and nodes[s].live]
+        if not live or not self.voters.is_quorum(live):
+            return None
+        leaders = [s for s in live if nodes[s].state == "LEADING"]
+        if len(leaders) != 1:
+            return None
+        leader = leaders[0]
+        epoch = nodes[leader].epoch
+        for s in live:
+            n = nodes[s]
+            if s != leader and not (n.state == "FOLLOWING" and n.leader == leader and n.epoch == epoch):
+                return None
+        return leader, epoch
 
-def _ended(records: list[dict]) -> bool:
-    """The run is over: ``log_summary`` (written once the nodes are stopped,
-    before the final check) or ``run_finished`` is in the journal. Before
-    that, a liveness property not yet met is ``unknown``, not ``invalid``."""
-    return any(r.get("type") in ("run_finished", "log_summary") for r in records)
+    def _why_not_formed(self) -> str | None:
+        if not self.records:
+            return "the journal has no run data"
+        if not len(self.voters):
+            return "the journal names no voting nodes"
+        for i, r in enumerate(self.records):
+            if isinstance(r, Fault) and r.phase in ("requested", ""):
+                return f"the ensemble never formed before the first fault (seq {r.seq}): setup failure"
+            if self.leading_quorum(self.states[i]):
+                return None
+        if self.ended:
+            return "the ensemble never formed: setup failure"
+        return "the ensemble has not formed yet"
 
 
-def setup_failure(journal: Mapping[str, Any]) -> str | None:
+def setup_failure(journal: Journal) -> str | None:
     """Why no invariant can be judged, or None. The ensemble must have formed
     (a leader with a following quorum) before the first fault was requested."""
-    records = _records(journal)
-    if not records:
-        return "the journal has no run data"
-    voters = _participants(journal, records)
-    if not voters:
-        return "the journal names no voting nodes"
-    replay = _Replay()
-    first_fault = None
-    for r in records:
-        if r.get("type") == "fault" and r.get("phase", "requested") == "requested":
-            first_fault = r
-            break
-        replay.apply(r)
-        if replay.established_leader(voters):
-            return None
-    if first_fault is not None:
-        return f"the ensemble never formed before the first fault (seq {first_fault['seq']}): setup failure"
-    if _ended(records):
-        return "the ensemble never formed: setup failure"
-    return "the ensemble has not formed yet"
+    return Context.of(journal).setup_failure
 
 
-def _unknown(name: str, why: str) -> InvariantResult:
-    return InvariantResult(name, UNKNOWN, why)
+# --------------------------------------------------------------------------- registry
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    """What a check concludes; the registry adds the invariant's name."""
+
+    verdict: Verdict
+    message: str
+    evidence: tuple[int, ...] = ()
+    first_violation: int | None = None
+
+    @classmethod
+    def valid(cls, message: str) -> "Finding":
+        return cls(Verdict.VALID, message)
+
+    @classmethod
+    def unknown(cls, message: str) -> "Finding":
+        return cls(Verdict.UNKNOWN, message)
+
+    @classmethod
+    def invalid(cls, message: str, evidence: Iterable[int], first: int | None = None) -> "Finding":
+        evidence = tuple(evidence)
+        return cls(Verdict.INVALID, message, evidence,
+                   first if first is not None else max(evidence) if evidence else None)
+
+
+Check = Callable[[Context, Mapping[str, Any]], Finding]
+
+
+@dataclass(frozen=True, slots=True)
+class Invariant:
+    """A registered check. Calling it on a journal judges that journal alone;
+    :func:`check_all` shares one :class:`Context` among all of them."""
+
+    name: str
+    check: Check
+    doc: str = ""
+
+    def judge(self, ctx: Context, spec: Mapping[str, Any] | None = None) -> InvariantResult:
+        if ctx.setup_failure is not None:
+            return InvariantResult(self.name, Verdict.UNKNOWN, ctx.setup_failure)
+        f = self.check(ctx, spec or {})
+        return InvariantResult(self.name, f.verdict, f.message, f.evidence, f.first_violation)
+
+    def __call__(self, journal: Journal, spec: Mapping[str, Any] | None = None) -> InvariantResult:
+        return self.judge(Context.of(journal), spec)
+
+
+INVARIANTS: dict[str, Invariant] = {}
+
+
+def invariant(name: str) -> Callable[[Check], Invariant]:
+    """Register ``check`` under ``name`` (the key plans use)."""
+
+    def register(check: Check) -> Invariant:
+        if name in INVARIANTS:
+            raise ValueError(f"invariant {name!r} registered twice")
+        INVARIANTS[name] = inv = Invariant(name, check, (check.__doc__ or "").strip())
+        return inv
+
+    return register
+
+
+def check_all(journal: Journal, specs: Mapping[str, Mapping[str, Any]] | None = None) -> list[InvariantResult]:
+    """Run the invariants named in ``specs`` (a plan's invariants, name ->
+    params; None or empty = all of them with defaults), in the order given."""
+    ctx = Context.of(journal)
+    if not specs:
+        specs = {name: {} for name in INVARIANTS}
+    results = []
+    for name, spec in specs.items():
+        inv = INVARIANTS.get(name)
+        if inv is None:
+            results.append(InvariantResult(name, Verdict.UNKNOWN, f"no invariant named {name!r}"))
+        else:
+            results.append(inv.judge(ctx, spec if isinstance(spec, Mapping) else {}))
+    return results
 
 
 # --------------------------------------------------------------------------- single_leader
 
 
-def single_leader(journal: Mapping[str, Any], spec: Mapping[str, Any] | None = None) -> InvariantResult:
+@invariant("single_leader")
+def single_leader(ctx: Context, spec: Mapping[str, Any]) -> Finding:
     """One leader per epoch: no two nodes establish leadership of one epoch,
     and no two voters follow different leaders in one established epoch."""
-    name = "single_leader"
-    records = _records(journal)
-    why = setup_failure(journal)
-    if why:
-        return _unknown(name, why)
-    voters = _participants(journal, records)
-    replay = _Replay()
-    # epoch -> leader sid -> first seq that claims it
-    claims: dict[int, dict[int, int]] = {}
+    claims: dict[int, dict[int, int]] = {}  # epoch -> leader sid -> first seq that claims it
 
-    def claim(epoch: Any, leader: Any, seq: int) -> InvariantResult | None:
-        if not isinstance(epoch, int) or not isinstance(leader, int) or leader < 0:
+    def claim(epoch: int | None, leader: int | None, seq: int) -> Finding | None:
+        if epoch is None or leader is None or leader < 0:
             return None
         by_leader = claims.setdefault(epoch, {})
         by_leader.setdefault(leader, seq)
-        if len(by_leader) > 1:
-            (l1, s1), (l2, s2) = sorted(by_leader.items(), key=lambda kv: kv[1])[:2]
-            return InvariantResult(
-                name, INVALID,
-                f"epoch {epoch} has two leaders: {l1} (seq {s1}) and {l2} (seq {s2})",
-                (s1, s2), max(s1, s2),
-            )
-        return None
+        if len(by_leader) < 2:
+            return None
+        (l1, s1), (l2, s2) = sorted(by_leader.items(), key=lambda kv: kv[1])[:2]
+        return Finding.invalid(f"epoch {epoch} has two leaders: {l1} (seq {s1}) and {l2} (seq {s2})",
+                               (s1, s2), max(s1, s2))
 
-    for r in records:
-        replay.apply(r)
+    for r in ctx.records:
         bad = None
-        if r.get("type") == "node_event" and r.get("event") == "epoch_established":
-            role = r.get("role")
-            if role == "leader":
-                bad = claim(r.get("epoch"), r.get("sid"), r["seq"])
-            elif role == "follower" and r.get("sid") in voters:
-                bad = claim(r.get("epoch"), r.get("leader"), r["seq"])
-        elif r.get("type") == "status" and r.get("up", True):
-            state, epoch = r.get("state"), r.get("epoch")
-            n = replay.nodes[r["sid"]]
-            # A polled epoch counts once it moved past the one the node had while LOOKING.
-            # fles says when sync with the leader (or a quorum) is done; before that
-            # a follower's epoch is still the previous leader's and proves nothing.
-            # Journals without the field fall back to "the epoch moved".
-            if "synced" in r:
-                moved = isinstance(epoch, int) and r["synced"] is True
-            else:
-                moved = isinstance(epoch, int) and isinstance(n.epoch_before, int) \
-                    and epoch > n.epoch_before
-            if moved and state == "LEADING":
-                bad = claim(epoch, r["sid"], r["seq"])
-            elif moved and state == "FOLLOWING" and r["sid"] in voters:
-                bad = claim(epoch, r.get("leader"), r["seq"])
+        if isinstance(r, NodeEvent) and r.event == "epoch_established":
+            if r.get("role") == "leader":
+                bad = claim(_int(r.get("epoch")), r.sid, r.seq)
+            elif r.get("role") == "follower" and r.sid in ctx.voters:
+                bad = claim(_int(r.get("epoch")), _int(r.get("leader")), r.seq)
+        elif isinstance(r, Status) and r.up and r.synced:
+            # fles says synced once sync with the leader (or a quorum) is done;
+            # before that a follower's epoch is still the previous leader's.
+            if r.state == "LEADING":
+                bad = claim(r.epoch, r.sid, r.seq)
+            elif r.state == "FOLLOWING" and r.sid in ctx.voters:
+                bad = claim(r.epoch, r.leader, r.seq)
         if bad:
             return bad
-    n_epochs = len(claims)
-    return InvariantResult(name, VALID, f"one leader in each of {n_epochs} established epoch(s)")
+    return Finding.valid(f"one leader in each of {len(claims)} established epoch(s)")
 
 
 # --------------------------------------------------------------------------- convergence
 
 
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m)?\s*$")
-
-
-def _seconds(value: Any, default: float) -> float:
-    if isinstance(value, bool) or value is None:
-        return default
-    if isinstance(value, (int, float)):
+def _within_s(spec: Mapping[str, Any]) -> float:
+    """Seconds; numbers are seconds already (plans are parsed to seconds),
+    strings use the plan's duration syntax."""
+    value = spec.get("within_s", spec.get("within"))
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and value >= 0:
         return float(value)
-    m = _DURATION.match(str(value))
-    if not m:
-        return default
-    n, unit = float(m.group(1)), m.group(2) or "ms"
-    return n / 1000.0 if unit == "ms" else n * 60.0 if unit == "m" else n
+    if isinstance(value, str):
+        # Imported here: chaos.plan imports DEFAULT_CONVERGENCE_S from this module.
+        from chaos.plan.durations import DurationError, parse_duration
+        try:
+            return parse_duration(value)
+        except DurationError:
+            pass
+    return DEFAULT_CONVERGENCE_S
 
 
-def _agreement(replay: _Replay, voters: Mapping[int, float]) -> tuple[int, Any] | None:
-    """(leader, epoch) when every live voter is LEADING/FOLLOWING one leader in one epoch."""
-    live = [s for s in voters if replay.nodes.get(s) and replay.nodes[s].live]
-    if not live or not _is_quorum(live, voters):
-        return None
-    leaders = [s for s in live if replay.nodes[s].state == "LEADING"]
-    if len(leaders) != 1:
-        return None
-    leader = leaders[0]
-    epoch = replay.nodes[leader].epoch
-    for s in live:
-        n = replay.nodes[s]
-        if s != leader and not (n.state == "FOLLOWING" and n.leader == leader and n.epoch == epoch):
-            return None
-    return leader, epoch
-
-
-def convergence(journal: Mapping[str, Any], spec: Mapping[str, Any] | None = None) -> InvariantResult:
+@invariant("convergence")
+def convergence(ctx: Context, spec: Mapping[str, Any]) -> Finding:
     """Liveness: within ``spec.within`` seconds of the last fault being undone,
     every live voter agrees on one leader (LEADING, the rest FOLLOWING it, one epoch)."""
-    name = "convergence"
-    records = _records(journal)
-    why = setup_failure(journal)
-    if why:
-        return _unknown(name, why)
-    spec = spec or {}
-    within = _seconds(spec.get("within_s", spec.get("within")), DEFAULT_CONVERGENCE_S)
-    voters = _participants(journal, records)
-    last_fault = None
+    within = _within_s(spec)
+    records = ctx.records
+    last: int | None = None  # index of the last fault, heal, or restart/resume after a fault
     faulted = False
-    for r in records:
-        kind = r.get("type")
-        if kind == "fault":
-            faulted = True
-            last_fault = r
-        elif kind in ("step_started", "step_finished") and r.get("kind") == "heal":
-            last_fault = r
-        elif kind == "process" and faulted and r.get("action") in ("started", "resumed"):
-            last_fault = r  # a restart/resume undoes a kill/stop/pause
-    t0 = last_fault["t"] if last_fault else records[0].get("t", 0.0)
+    for i, r in enumerate(records):
+        if isinstance(r, Fault):
+            faulted, last = True, i
+        elif isinstance(r, (StepStarted, StepFinished)) and r.kind == "heal":
+            last = i
+        elif isinstance(r, Process) and faulted and r.action in ("started", "resumed"):
+            last = i  # a restart/resume undoes a kill/stop/pause
+    t0 = records[last].t if last is not None else records[0].t
     deadline = t0 + within
-    since = (f"the last fault/undo (seq {last_fault['seq']})" if last_fault else "the start")
-    replay = _Replay()
+    since = f"the last fault/undo (seq {records[last].seq})" if last is not None else "the start"
+    nodes: NodeStates = _NOBODY
     last_seen: dict[int, int] = {}  # sid -> last record about it, as of the deadline
-    end_t = max(r.get("t", 0.0) for r in records)
-    for r in records:
-        t = r.get("t", 0.0)
-        after_fault = last_fault is None or r["seq"] > last_fault["seq"]
-        if after_fault and t > deadline:
+    for i, r in enumerate(records):
+        after = last is None or i > last
+        if after and r.t > deadline:
             break
-        replay.apply(r)
-        if isinstance(r.get("sid"), int) and r.get("type") in ("status", "process", "node_event"):
-            last_seen[r["sid"]] = r["seq"]
-        if not after_fault:
+        nodes = ctx.states[i]
+        sid = _sid(r)
+        if sid is not None and not isinstance(r, LogSummary):
+            last_seen[sid] = r.seq
+        if not after:
             continue
-        agreed = _agreement(replay, voters)
+        agreed = ctx.agreement(nodes)
         if agreed:
             leader, epoch = agreed
-            return InvariantResult(
-                name, VALID,
+            return Finding.valid(
                 f"all live voters followed leader {leader} (epoch {epoch if epoch is not None else '—'}) "
-                f"{max(0.0, t - t0):.2f} s after {since} (bound {within:g} s)",
-            )
-    live = [s for s in voters if replay.nodes.get(s) and replay.nodes[s].live]
-    if not _is_quorum(live, voters) and end_t >= deadline:
-        return InvariantResult(name, VALID, f"not applicable: no quorum of voters is alive after {since}")
-    if end_t < deadline and not _ended(records):
-        return _unknown(name, f"not converged yet; {deadline - end_t:.1f} s of the {within:g} s bound left")
+                f"{max(0.0, r.t - t0):.2f} s after {since} (bound {within:g} s)")
+    live = [s for s in ctx.voters if s in nodes and nodes[s].live]
+    end_t = max(r.t for r in records)
+    if not ctx.voters.is_quorum(live) and end_t >= deadline:
+        return Finding.valid(f"not applicable: no quorum of voters is alive after {since}")
+    if end_t < deadline and not ctx.ended:
+        return Finding.unknown(f"not converged yet; {deadline - end_t:.1f} s of the {within:g} s bound left")
     states = ", ".join(
-        f"{s}:{(replay.nodes[s].state or 'down') if s in replay.nodes else '—'}"
-        + (f"→{replay.nodes[s].leader}" if s in replay.nodes and replay.nodes[s].state == "FOLLOWING" else "")
-        for s in sorted(voters)
-    )
-    evidence = tuple(sorted(last_seen[s] for s in live if s in last_seen)) or ((last_fault["seq"],) if last_fault else ())
-    return InvariantResult(
-        name, INVALID,
+        f"{s}:{(nodes[s].state or 'down') if s in nodes else '—'}"
+        + (f"→{nodes[s].leader}" if s in nodes and nodes[s].state == "FOLLOWING" else "")
+        for s in sorted(ctx.voters))
+    evidence = tuple(sorted(last_seen[s] for s in live if s in last_seen)) \
+        or ((records[last].seq,) if last is not None else ())
+    return Finding.invalid(
         f"live voters did not agree on one leader within {within:g} s after {since}; last seen: {states}",
-        evidence, max(evidence) if evidence else None,
-    )
+        evidence)
 
 
 # --------------------------------------------------------------------------- out_of_election_join
 
 
-def out_of_election_join(journal: Mapping[str, Any], spec: Mapping[str, Any] | None = None) -> InvariantResult:
-    """A node restarted into a running ensemble joins its leader through the
-    out-of-election path and does not move the ensemble to a new epoch."""
-    name = "out_of_election_join"
-    records = _records(journal)
-    why = setup_failure(journal)
-    if why:
-        return _unknown(name, why)
-    voters = _participants(journal, records)
-    replay = _Replay()
-    started: set[int] = set()
-    joins: list[tuple[dict, int, Any]] = []  # (restart record, leader, epoch)
-    for r in records:
-        if r.get("type") == "process" and r.get("action") == "started" and isinstance(r.get("sid"), int):
-            sid = r["sid"]
-            if sid in started:
-                est = replay.established_leader(voters)
-                if est and est[0] != sid:
-                    joins.append((r, est[0], est[1]))
-            started.add(sid)
-        replay.apply(r)
-    if not joins:
-        return InvariantResult(name, VALID, "no restart into a running ensemble")
-    done = 0
-    for restart, leader, epoch in joins:
-        sid, seq0 = restart["sid"], restart["seq"]
-        finished = joined = None
-        leader_gone = False
-        for r in records:
-            if r["seq"] <= seq0:
-                continue
-            if r.get("type") == "process" and r.get("sid") == leader and r.get("action") in ("killed", "stopped", "paused", "exited"):
-                leader_gone = True
-                break
-            if r.get("type") == "process" and r.get("sid") == sid and r.get("action") in ("killed", "stopped", "exited"):
-                break
-            newer_epoch = None
-            if r.get("type") == "node_event" and r.get("event") == "epoch_established" and r.get("role") == "leader":
-                newer_epoch = r.get("epoch")
-            elif r.get("type") == "status" and r.get("state") == "LEADING":
-                newer_epoch = r.get("epoch")
-            if isinstance(newer_epoch, int) and isinstance(epoch, int) and newer_epoch > epoch:
-                return InvariantResult(
-                    name, INVALID,
-                    f"node {sid} restarted (seq {seq0}) into epoch {epoch} led by {leader}, "
-                    f"but node {r['sid']} then led epoch {newer_epoch}",
-                    (seq0, r["seq"]), r["seq"],
-                )
-            if r.get("sid") != sid:
-                continue
-            if r.get("type") == "node_event" and r.get("event") == "election_finished" and finished is None:
-                finished = r
-                if r.get("path") != "out_of_election" or r.get("leader") != leader:
-                    return InvariantResult(
-                        name, INVALID,
-                        f"node {sid} restarted (seq {seq0}) while {leader} led epoch {epoch}, but its election "
-                        f"finished with leader {r.get('leader', '—')} via path {r.get('path', '—')}",
-                        (seq0, r["seq"]), r["seq"],
-                    )
-            state = None
-            if r.get("type") == "status" and r.get("up", True):
-                state, follows = r.get("state"), r.get("leader")
-            elif r.get("type") == "node_event" and r.get("event") == "epoch_established":
-                state = {"follower": "FOLLOWING", "observer": "OBSERVING", "leader": "LEADING"}.get(r.get("role"))
-                follows = r.get("leader")
-            if state == "LEADING" or (state in ("FOLLOWING", "OBSERVING") and follows != leader):
-                return InvariantResult(
-                    name, INVALID,
-                    f"node {sid} restarted (seq {seq0}) while {leader} led, but ended {state} "
-                    f"{'itself' if state == 'LEADING' else follows}",
-                    (seq0, r["seq"]), r["seq"],
-                )
-            if state in ("FOLLOWING", "OBSERVING") and finished is not None:
-                joined = r
-                break
-        if leader_gone:
+def _leading(r: Record) -> tuple[int, int] | None:
+    """(sid, epoch) when ``r`` shows a node leading an established epoch."""
+    if isinstance(r, NodeEvent) and r.event == "epoch_established" and r.get("role") == "leader":
+        epoch = _int(r.get("epoch"))
+        return (r.sid, epoch) if r.sid is not None and epoch is not None else None
+    if isinstance(r, Status) and r.up and r.state == "LEADING" and r.synced:
+        return (r.sid, r.epoch) if r.sid is not None and r.epoch is not None else None
+    return None
+
+
+def _role(r: Record) -> tuple[str, int | None] | None:
+    """(state, leader followed) a record shows its node in, if any."""
+    if isinstance(r, Status) and r.up:
+        return (r.state, r.leader) if r.state else None
+    if isinstance(r, NodeEvent) and r.event == "epoch_established":
+        state = _ROLE_STATE.get(r.get("role"))
+        return (state, _int(r.get("leader"))) if state else None
+    return None
+
+
+def _judge_join(ctx: Context, i: int, leader: int, epoch: int) -> Finding | None:
+    """One restart (``records[i]``) into ``leader``'s established ``epoch``:
+    None when the node joined, or the leader went away first."""
+    restart = ctx.records[i]
+    sid, seq0 = _sid(restart), restart.seq
+    finished: NodeEvent | None = None
+    for r in ctx.records[i + 1:]:
+        if isinstance(r, Process) and r.sid == leader and r.action in ("killed", "stopped", "paused", "exited"):
+            return None
+        if isinstance(r, Process) and r.sid == sid and r.action in ("killed", "stopped", "exited"):
+            break
+        led = _leading(r)
+        if led is not None and led[1] > epoch:
+            return Finding.invalid(f"node {sid} restarted (seq {seq0}) into epoch {epoch} led by {leader}, "
+                                   f"but node {led[0]} then led epoch {led[1]}", (seq0, r.seq))
+        if _sid(r) != sid:
             continue
-        if joined is None:
-            if not _ended(records):
-                return _unknown(name, f"node {sid} restarted (seq {seq0}) and has not joined yet")
-            ev = (seq0,) + ((finished["seq"],) if finished else ())
-            return InvariantResult(
-                name, INVALID,
-                f"node {sid} restarted (seq {seq0}) while {leader} led epoch {epoch}, and never "
-                + ("reported an out-of-election finish" if finished is None else "ended FOLLOWING it"),
-                ev, max(ev),
-            )
+        if isinstance(r, NodeEvent) and r.event == "election_finished" and finished is None:
+            finished = r
+            if r.get("path") != "out_of_election" or r.get("leader") != leader:
+                return Finding.invalid(
+                    f"node {sid} restarted (seq {seq0}) while {leader} led epoch {epoch}, but its election "
+                    f"finished with leader {r.get('leader', '—')} via path {r.get('path', '—')}", (seq0, r.seq))
+        role = _role(r)
+        if role is None:
+            continue
+        state, follows = role
+        if state == "LEADING" or (state in ("FOLLOWING", "OBSERVING") and follows != leader):
+            return Finding.invalid(
+                f"node {sid} restarted (seq {seq0}) while {leader} led, but ended {state} "
+                f"{'itself' if state == 'LEADING' else follows}", (seq0, r.seq))
+        if state in ("FOLLOWING", "OBSERVING") and finished is not None:
+            return None
+    if not ctx.ended:
+        return Finding.unknown(f"node {sid} restarted (seq {seq0}) and has not joined yet")
+    return Finding.invalid(
+        f"node {sid} restarted (seq {seq0}) while {leader} led epoch {epoch}, and never "
+        + ("reported an out-of-election finish" if finished is None else "ended FOLLOWING it"),
+        (seq0,) + ((finished.seq,) if finished else ()))
+
+
+@invariant("out_of_election_join")
+def out_of_election_join(ctx: Context, spec: Mapping[str, Any]) -> Finding:
+    """A node restarted into a running ensemble joins its leader through the
+    out-of-election path and does not move the ensemble to a new epoch. The
+    ensemble is running when a leader has established its epoch and a quorum
+    follows it: a leader that has only just gone LEADING still shows the
+    previous epoch, and establishing its own is no fault of the restart."""
+    started: set[int] = set()
+    joins: list[tuple[int, int, int]] = []  # (index of the restart, leader, established epoch)
+    for i, r in enumerate(ctx.records):
+        if isinstance(r, Process) and r.action == "started" and r.sid is not None:
+            running = ctx.leading_quorum(ctx.before(i), established=True) if r.sid in started else None
+            if running is not None and running[0] != r.sid and running[1].established is not None:
+                joins.append((i, running[0], running[1].established))
+            started.add(r.sid)
+    if not joins:
+        return Finding.valid("no restart into a running ensemble")
+    done = 0
+    for i, leader, epoch in joins:
+        bad = _judge_join(ctx, i, leader, epoch)
+        if bad is not None:
+            return bad
         done += 1
-    if not done:
-        return InvariantResult(name, VALID, "no restart into a running ensemble (the leader went away during each join)")
-    return InvariantResult(name, VALID, f"{done} restart(s) joined the running leader out of election, epoch unchanged")
+    return Finding.valid(f"{done} restart(s) joined the running leader out of election, epoch unchanged")
 
 
 # --------------------------------------------------------------------------- leader_validity
 
 
-def leader_validity(journal: Mapping[str, Any], spec: Mapping[str, Any] | None = None) -> InvariantResult:
+@invariant("leader_validity")
+def leader_validity(ctx: Context, spec: Mapping[str, Any]) -> Finding:
     """A leader chosen by the quorum path has the highest (peer_epoch, zxid, sid)
     among the voters that chose it (ZooKeeper's total_order_predicate)."""
-    name = "leader_validity"
-    records = _records(journal)
-    why = setup_failure(journal)
-    if why:
-        return _unknown(name, why)
-    last_start: dict[int, dict] = {}
-    # (leader, round, peer_epoch, zxid) -> [(voter sid, election_started record or None, finished record)]
-    groups: dict[tuple, list[tuple[int, dict | None, dict]]] = {}
-    for r in records:
-        if r.get("type") != "node_event" or not isinstance(r.get("sid"), int):
+    last_start: dict[int, NodeEvent] = {}
+    # (leader, round, peer_epoch, zxid) -> [(voter, its election_started or None, its election_finished)]
+    groups: dict[tuple[Any, ...], list[tuple[int, NodeEvent | None, NodeEvent]]] = {}
+    for r in ctx.records:
+        if not isinstance(r, NodeEvent) or r.sid is None:
             continue
-        if r.get("event") == "election_started":
-            last_start[r["sid"]] = r
-        elif r.get("event") == "election_finished" and r.get("path") == "quorum" and r.get("state") != "OBSERVING":
+        if r.event == "election_started":
+            last_start[r.sid] = r
+        elif r.event == "election_finished" and r.get("path") == "quorum" and r.get("state") != "OBSERVING":
             key = (r.get("leader"), r.get("round"), r.get("peer_epoch"), r.get("zxid"))
-            groups.setdefault(key, []).append((r["sid"], last_start.get(r["sid"]), r))
+            groups.setdefault(key, []).append((r.sid, last_start.get(r.sid), r))
     checked = 0
     for (leader, rnd, peer_epoch, zxid), members in groups.items():
-        if not all(isinstance(x, int) for x in (leader, peer_epoch, zxid)):
+        leader, peer_epoch, zxid = _int(leader), _int(peer_epoch), _int(zxid)
+        if leader is None or peer_epoch is None or zxid is None:
             continue
         winner = (peer_epoch, zxid, leader)
         checked += 1
         for sid, start, fin in members:
             if start is None:
                 continue
-            cred = (start.get("current_epoch"), start.get("last_zxid"), sid)
-            if not all(isinstance(x, int) for x in cred):
+            epoch, last_zxid = _int(start.get("current_epoch")), _int(start.get("last_zxid"))
+            if epoch is None or last_zxid is None:
                 continue
-            if cred > winner:
-                first = min(m[2]["seq"] for m in members)
-                return InvariantResult(
-                    name, INVALID,
+            if (epoch, last_zxid, sid) > winner:
+                first = min(m[2].seq for m in members)
+                return Finding.invalid(
                     f"leader {leader} elected in round {rnd} with (epoch {peer_epoch}, zxid {zxid:#x}) but voter "
-                    f"{sid} had (epoch {cred[0]}, zxid {cred[1]:#x}) — higher by total_order_predicate",
-                    tuple(sorted({fin["seq"], start["seq"], first})), first,
-                )
+                    f"{sid} had (epoch {epoch}, zxid {last_zxid:#x}) — higher by total_order_predicate",
+                    tuple(sorted({fin.seq, start.seq, first})), first)
     if not checked:
-        return InvariantResult(name, VALID, "no election decided by the quorum path")
-    return InvariantResult(name, VALID, f"{checked} quorum-path election(s) chose the highest (epoch, zxid, sid)")
+        return Finding.valid("no election decided by the quorum path")
+    return Finding.valid(f"{checked} quorum-path election(s) chose the highest (epoch, zxid, sid)")
 
 
 # --------------------------------------------------------------------------- no_committed_txn_lost
 
 
-def _log_has(runs: Any, zxid: int) -> bool:
+def _log_has(runs: Iterable[tuple[int, int, int]], zxid: int) -> bool:
     e, c = zxid_epoch(zxid), zxid_counter(zxid)
-    for run in runs or ():
-        if isinstance(run, (list, tuple)) and len(run) >= 3 and run[0] == e and run[1] <= c <= run[2]:
-            return True
-    return False
+    return any(epoch == e and first <= c <= last for epoch, first, last in runs)
 
 
-def no_committed_txn_lost(journal: Mapping[str, Any], spec: Mapping[str, Any] | None = None) -> InvariantResult:
+@invariant("no_committed_txn_lost")
+def no_committed_txn_lost(ctx: Context, spec: Mapping[str, Any]) -> Finding:
     """Every txn committed before a leader change survives in the new leader:
     its last_zxid at epoch_established is not behind, and its final txn log
     (``log_summary``) still holds the txn."""
-    name = "no_committed_txn_lost"
-    records = _records(journal)
-    why = setup_failure(journal)
-    if why:
-        return _unknown(name, why)
-    committed: list[tuple[int, int]] = []  # (zxid, seq) in time order
-    leaders: list[dict] = []
-    summaries: dict[int, dict] = {}
-    for r in records:
-        if r.get("type") == "node_event":
-            if r.get("event") == "txn_committed" and isinstance(r.get("zxid"), int):
-                committed.append((r["zxid"], r["seq"]))
-            elif r.get("event") == "epoch_established" and r.get("role") == "leader":
-                leaders.append(r)
-        elif r.get("type") == "log_summary" and isinstance(r.get("sid"), int) and isinstance(r.get("runs"), list):
-            summaries[r["sid"]] = r  # runs=None: the log could not be read; judge by last_zxid only
+    committed: list[tuple[int, int, int]] = []  # (zxid, seq, index) in time order
+    leaders: list[tuple[int, NodeEvent]] = []  # (index, epoch_established as leader)
+    summaries: dict[int, LogSummary] = {}
+    for i, r in enumerate(ctx.records):
+        if isinstance(r, NodeEvent):
+            zxid = _int(r.get("zxid")) if r.event == "txn_committed" else None
+            if zxid is not None:
+                committed.append((zxid, r.seq, i))
+            elif r.event == "epoch_established" and r.get("role") == "leader":
+                leaders.append((i, r))
+        elif isinstance(r, LogSummary) and r.sid is not None and r.runs is not None:
+            summaries[r.sid] = r  # runs=None: the log could not be read; judge by last_zxid only
     if not committed:
-        return InvariantResult(name, VALID, "no committed txn observed")
+        return Finding.valid("no committed txn observed")
     checked = 0
-    order = {r["seq"]: i for i, r in enumerate(records)}
-    for lead in leaders:
-        new_epoch = lead.get("epoch")
-        before = [(z, s) for z, s in committed
-                  if order[s] < order[lead["seq"]] and (not isinstance(new_epoch, int) or zxid_epoch(z) < new_epoch)]
+    for at, lead in leaders:
+        new_epoch = _int(lead.get("epoch"))
+        before = [(z, s) for z, s, i in committed if i < at and (new_epoch is None or zxid_epoch(z) < new_epoch)]
         if not before:
             continue
         checked += 1
         top_z, top_s = max(before)
-        last = lead.get("last_zxid")
-        if isinstance(last, int) and last < top_z:
-            return InvariantResult(
-                name, INVALID,
-                f"leader {lead.get('sid')} established epoch {new_epoch} with last_zxid {last:#x}, "
-                f"behind committed txn {top_z:#x} (seq {top_s})",
-                (top_s, lead["seq"]), lead["seq"],
-            )
-        summary = summaries.get(lead.get("sid"))
-        if summary is not None:
+        last = _int(lead.get("last_zxid"))
+        if last is not None and last < top_z:
+            return Finding.invalid(
+                f"leader {lead.sid} established epoch {new_epoch} with last_zxid {last:#x}, "
+                f"behind committed txn {top_z:#x} (seq {top_s})", (top_s, lead.seq), lead.seq)
+        summary = summaries.get(lead.sid) if lead.sid is not None else None
+        if summary is not None and summary.runs is not None:
             for z, s in before:
-                if not _log_has(summary.get("runs"), z):
-                    return InvariantResult(
-                        name, INVALID,
-                        f"txn {z:#x} committed (seq {s}) before leader {lead.get('sid')} took epoch {new_epoch} "
-                        f"is missing from its txn log",
-                        (s, lead["seq"], summary["seq"]), summary["seq"],
-                    )
+                if not _log_has(summary.runs, z):
+                    return Finding.invalid(
+                        f"txn {z:#x} committed (seq {s}) before leader {lead.sid} took epoch {new_epoch} "
+                        f"is missing from its txn log", (s, lead.seq, summary.seq), summary.seq)
     if not checked:
-        return InvariantResult(name, VALID, f"{len(committed)} txn(s) committed; no leader change after a commit")
-    return InvariantResult(name, VALID, f"{len(committed)} committed txn(s) survived {checked} leader change(s)")
-
-
-# --------------------------------------------------------------------------- all of them
-
-
-INVARIANTS: dict[str, Callable[[Mapping[str, Any], Mapping[str, Any] | None], InvariantResult]] = {
-    "single_leader": single_leader,
-    "convergence": convergence,
-    "out_of_election_join": out_of_election_join,
-    "leader_validity": leader_validity,
-    "no_committed_txn_lost": no_committed_txn_lost,
-}
-
-
-def check_all(journal: Mapping[str, Any], specs: Mapping[str, Any] | None = None) -> list[InvariantResult]:
-    """Run the invariants named in ``specs`` (a plan's ``invariants`` mapping;
-    None or empty = all five with defaults), in the order given."""
-    if not specs:
-        specs = {name: {} for name in INVARIANTS}
-    results = []
-    for name, spec in specs.items():
-        fn = INVARIANTS.get(name)
-        if fn is None:
-            results.append(_unknown(name, f"no invariant named {name!r}"))
-            continue
-        results.append(fn(journal, spec if isinstance(spec, Mapping) else {}))
-    return results
-
-
-def overall(results: Iterable[InvariantResult | Mapping[str, Any]]) -> str:
-    """invalid if any is invalid, else unknown if any is unknown (or none ran), else valid."""
-    verdicts = [r.verdict if isinstance(r, InvariantResult) else r.get("verdict") for r in results]
-    if INVALID in verdicts:
-        return INVALID
-    if not verdicts or any(v != VALID for v in verdicts):
-        return UNKNOWN
-    return VALID
+        return Finding.valid(f"{len(committed)} txn(s) committed; no leader change after a commit")
+    return Finding.valid(f"{len(committed)} committed txn(s) survived {checked} leader change(s)")

@@ -18,6 +18,8 @@ from typing import Any, Iterable, Sequence
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import ValidationError
 
+from chaos.invariants import DEFAULT_CONVERGENCE_S
+
 from .durations import DurationError, parse_duration, parse_duration_ms
 from .loader import Document, PathT, PlanError, PlanIssue, format_path, load_yaml
 from .model import (
@@ -33,7 +35,6 @@ __all__ = ["load_plan", "parse_plan", "check_plan", "DEFAULT_TIME_LIMIT_S",
 
 DEFAULT_TIME_LIMIT_S = 120.0
 DEFAULT_WAIT_TIMEOUT_S = 30.0
-DEFAULT_CONVERGENCE_S = 15.0
 
 _VALIDATOR = Draft202012Validator(PLAN_SCHEMA)
 _ROLE_NAMES = tuple(r.value for r in Role)

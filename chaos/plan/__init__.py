@@ -3,16 +3,17 @@
 load_plan(path) -> Plan, or PlanError listing every issue (file:line:col path:
 message). The runner resolves selectors with `resolve` and partitions with
 `compile_partition` against what the cluster looks like at that moment.
+Step kinds are the registry `STEP_TYPES` (kind -> class); see `chaos.plan.model`.
 """
 from .durations import DurationError, format_duration, parse_duration, parse_duration_ms
 from .loader import PlanError, PlanIssue
 from .model import (
-    INVARIANT_NAMES, TOXIC_TYPES, Choice, Direction, Ensemble, FrozenDict, Heal,
-    InvariantSpec, Kill, LinkSelector, NodeState, Partition, PartitionKind, PartitionSpec,
-    Pause, Pick, Plan, Port, ProcessStep, Repeat, Restart, Resume, Role, Selector, SelectorKind,
-    Sleep, Step, Stop, ToxicAdd, ToxicRemove, Wait, WaitCondition, iter_steps,
+    INVARIANT_NAMES, NODE_STEP_KINDS, PLAN_FAULT_TYPES, PLAN_TOXIC_TYPES, STEP_KINDS, STEP_TYPES,
+    Choice, Direction, Ensemble, FrozenDict, Heal, InvariantSpec, LinkSelector, NodeState,
+    NodeStep, Partition, PartitionKind, PartitionSpec, Plan, Port, Repeat, Role, Selector,
+    SelectorKind, Sleep, Step, ToxicAdd, ToxicRemove, Wait, WaitCondition, iter_steps, step_kind,
 )
-from .parse import check_plan, load_plan, parse_plan
+from .parse import Scope, StepContext, check_plan, load_plan, parse_plan
 from .partitions import CompiledPartition, PartitionError, compile_partition, majority
 from .schema import PLAN_SCHEMA, schema_json
 from .selectors import ClusterView, SelectorError, resolve, resolve_links
@@ -22,9 +23,10 @@ __all__ = [
     "schema_json", "PLAN_SCHEMA", "resolve", "resolve_links", "ClusterView", "SelectorError",
     "compile_partition", "CompiledPartition", "PartitionError", "majority",
     "parse_duration", "parse_duration_ms", "format_duration", "DurationError",
-    "Plan", "Ensemble", "InvariantSpec", "Step", "ProcessStep", "Wait", "Pick", "Kill", "Pause",
-    "Resume", "Stop", "Restart", "ToxicAdd", "ToxicRemove", "Partition", "PartitionSpec",
-    "PartitionKind", "Heal", "Sleep", "Repeat", "Choice", "Selector", "SelectorKind",
-    "Role", "LinkSelector", "Port", "Direction", "WaitCondition", "NodeState",
-    "FrozenDict", "iter_steps", "INVARIANT_NAMES", "TOXIC_TYPES",
+    "Plan", "Ensemble", "InvariantSpec", "Step", "STEP_TYPES", "STEP_KINDS", "step_kind",
+    "StepContext", "Scope", "Wait", "NodeStep", "NODE_STEP_KINDS", "ToxicAdd", "ToxicRemove",
+    "Partition", "PartitionSpec", "PartitionKind", "Heal", "Sleep", "Repeat", "Choice",
+    "Selector", "SelectorKind", "Role", "LinkSelector", "Port", "Direction", "WaitCondition",
+    "NodeState", "FrozenDict", "iter_steps", "INVARIANT_NAMES", "PLAN_TOXIC_TYPES",
+    "PLAN_FAULT_TYPES",
 ]

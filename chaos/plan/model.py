@@ -8,36 +8,34 @@ the YAML path it came from (`steps[3]`, `steps[2].repeat.steps[0]`,
 `steps[4].choice.steps[1][0]`) so journal records and errors point back into
 the file. The runner appends the iteration for repeats
 (`steps[2].repeat[1].steps[0]`) when it journals.
+
+Step kinds are a registry, STEP_TYPES (kind -> class, filled by `@step_kind`):
+a kind's class holds its fields, its parsing, its schema and its description,
+so adding a kind is one class here and one handler in `chaos.steps`.
 """
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass, field
-from typing import Any, Iterator, Mapping, Union
+from dataclasses import dataclass, field, fields
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, Iterator, Mapping, TypeVar, Union
+
+from chaos.toxiproxy.catalog import TOXIC_TYPES as SERVER_TOXIC_TYPES
+from chaos.toxiproxy.catalog import AttributeSpec, Unit
+
+from .durations import DurationError, format_duration, parse_duration_ms
+
+if TYPE_CHECKING:
+    from .parse import StepContext
 
 __all__ = [
     "FrozenDict", "SelectorKind", "Role", "Selector", "Port", "Direction",
     "LinkSelector", "Ensemble", "InvariantSpec", "WaitCondition", "NodeState",
-    "Wait", "Pick", "Kill", "Pause", "Resume", "Stop", "Restart", "ToxicAdd",
-    "ToxicRemove", "PartitionKind", "PartitionSpec", "Partition", "Heal",
-    "Sleep", "Repeat", "Choice", "Step", "ProcessStep", "Plan", "iter_steps",
-    "INVARIANT_NAMES", "TOXIC_TYPES",
+    "Step", "STEP_TYPES", "STEP_KINDS", "step_kind", "Wait", "NodeStep", "NODE_STEP_KINDS",
+    "ToxicAdd", "ToxicRemove", "PartitionKind", "PartitionSpec", "Partition", "Heal",
+    "Sleep", "Repeat", "Choice", "Plan", "iter_steps", "INVARIANT_NAMES",
+    "PLAN_TOXIC_TYPES", "PLAN_FAULT_TYPES", "SERVER_ONLY_TOXICS", "DEFAULT_WAIT_TIMEOUT_S",
 ]
-
-# Toxiproxy's toxic types and their attributes (name -> (kind, required)).
-# kind "duration" is milliseconds in Toxiproxy's API; the plan also accepts
-# `200ms`/`1s` strings there, converted to integer milliseconds.
-TOXIC_TYPES: Mapping[str, Mapping[str, tuple[str, bool]]] = {
-    "latency": {"latency": ("duration", False), "jitter": ("duration", False)},
-    "down": {},
-    "bandwidth": {"rate": ("int", True)},
-    "slow_close": {"delay": ("duration", True)},
-    "timeout": {"timeout": ("duration", True)},
-    "reset_peer": {"timeout": ("duration", False)},
-    "slicer": {"average_size": ("int", True), "size_variation": ("int", False),
-               "delay": ("int", False)},
-    "limit_data": {"bytes": ("int", True)},
-}
 
 INVARIANT_NAMES = ("single_leader", "convergence", "out_of_election_join",
                    "leader_validity", "no_committed_txn_lost")
@@ -223,6 +221,117 @@ class InvariantSpec:
 
 
 # --------------------------------------------------------------------------- steps
+#
+# One class per step kind, registered under its YAML key by `@step_kind`. The
+# class is the whole kind on the plan side: its fields, `parse` (the YAML value
+# to an instance, through the parser's `StepContext`), `schema` (the JSON Schema
+# of the value under its key), `describe` and `to_json`. STEP_KINDS, the
+# schema's step definitions, the parser's dispatch and its `as:` rules are all
+# read from STEP_TYPES; `chaos.steps` registers one handler per kind.
+
+DEFAULT_WAIT_TIMEOUT_S = 30.0
+
+_ROLE_NAMES = tuple(r.value for r in Role)
+
+# References into the `$defs` of `chaos.plan.schema.PLAN_SCHEMA`.
+_SELECTOR = {"$ref": "#/$defs/selector"}
+_DURATION = {"$ref": "#/$defs/duration"}
+_NAME = {"$ref": "#/$defs/name"}
+_STEPS = {"$ref": "#/$defs/steps"}
+_SID_GROUPS = {"$ref": "#/$defs/sid_groups"}
+
+
+def _values(cls: type[enum.Enum]) -> list[Any]:
+    return [m.value for m in cls]
+
+
+def _enum(cls: Any, value: Any) -> Any:
+    """cls(value), or None when the value is not one of it (the schema pass says why)."""
+    try:
+        return cls(value)
+    except (ValueError, TypeError):
+        return None
+
+
+class Step:
+    """What every step has: `kind` (its YAML key), `path` (where it sits in the
+    plan), `label` (the plan's, else `describe()`), `to_json()` (the journal's
+    form) and `describe()` (short text: `kill leader`, `repeat 3x`).
+
+    A step class sets `schema` and, when it takes `as:`, `binds` (the
+    namespace the name goes into: "nodes" for node selectors, "partitions"
+    for `heal`) and a `bind_as` field. Its `parse` returns the step, or None
+    once the problem is reported through `ctx.err` or left to the schema pass;
+    when the plan gave no label it may leave `label` empty, and the parser
+    fills in `describe()`.
+    """
+
+    __slots__ = ()
+
+    kind: str
+    path: str
+    label: str
+    binds: ClassVar[str | None] = None
+    schema: ClassVar[Mapping[str, Any]]
+
+    @classmethod
+    def parse(cls, kind: str, value: Any, ctx: "StepContext") -> "Step | None":
+        raise NotImplementedError
+
+    @classmethod
+    def bind_problem(cls, name: str) -> str | None:
+        """Why `as: name` is refused on this kind, or None."""
+        if name in _ROLE_NAMES:
+            return f"'{name}' is a node selector; pick another name for as:"
+        return None
+
+    @classmethod
+    def bodies(cls, value: Any, path: tuple) -> Iterator[tuple[Any, tuple]]:
+        """The raw step lists nested in this kind's YAML value, with their paths,
+        so that the parser sees every `as:` before it checks names in order."""
+        return iter(())
+
+    def children(self) -> tuple[tuple["Step", ...], ...]:
+        """The step lists nested in this step (a repeat's body, a choice's branches)."""
+        return ()
+
+    def describe(self) -> str:
+        raise NotImplementedError
+
+    def to_json(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def _head(self) -> dict[str, Any]:
+        return {"kind": self.kind, "path": self.path, "label": self.label}
+
+
+_STEP_TYPES: dict[str, type[Step]] = {}
+STEP_TYPES: Mapping[str, type[Step]] = MappingProxyType(_STEP_TYPES)
+
+_S = TypeVar("_S", bound=type[Step])
+
+
+def step_kind(*kinds: str) -> Callable[[_S], _S]:
+    """Register a step class as the parser of `kinds`. A class serving several
+    kinds has a `kind` field; a class serving one gets it as a class attribute."""
+
+    def register(cls: _S) -> _S:
+        has_field = "kind" in {f.name for f in fields(cls)}
+        if not kinds or (len(kinds) > 1 and not has_field):
+            raise TypeError(f"{cls.__name__}: one kind, or a `kind` field for several")
+        if not isinstance(getattr(cls, "schema", None), Mapping):
+            raise TypeError(f"{cls.__name__}: no `schema` for the value under its key")
+        for kind in kinds:
+            if kind in _STEP_TYPES:
+                raise ValueError(f"step kind '{kind}' is already {_STEP_TYPES[kind].__name__}")
+        for kind in kinds:
+            _STEP_TYPES[kind] = cls
+        if not has_field:
+            cls.kind = kinds[0]
+        return cls
+
+    return register
+
 
 class WaitCondition(enum.Enum):
     STABLE = "stable"    # every live node agrees on one leader, synced
@@ -238,126 +347,143 @@ class NodeState(enum.Enum):
     OBSERVING = "observing"
 
 
-def _base_json(step: Any, kind: str) -> dict[str, Any]:
-    return {"kind": kind, "path": step.path, "label": step.label}
+_BARE_WAITS = ("stable", "leader")  # `wait: stable` without a mapping
 
 
+@step_kind("wait")
 @dataclass(frozen=True, slots=True)
-class Wait:
+class Wait(Step):
     condition: WaitCondition
     node: Selector | None = None
     state: NodeState | None = None
-    timeout_s: float = 30.0
+    timeout_s: float = DEFAULT_WAIT_TIMEOUT_S
     path: str = ""
     label: str = ""
-    kind = "wait"
+
+    schema = {
+        "anyOf": [
+            {"type": "string", "enum": list(_BARE_WAITS)},
+            {"type": "object",
+             "properties": {"for": {"enum": _values(WaitCondition)},
+                            "node": _SELECTOR,
+                            "state": {"enum": _values(NodeState)},
+                            "timeout": _DURATION},
+             "required": ["for"], "additionalProperties": False},
+        ],
+        "x-expected": f"{', '.join(_BARE_WAITS)}, or "
+                      f"{{for: {'|'.join(_values(WaitCondition))}, node, state, timeout}}",
+    }
+
+    @classmethod
+    def parse(cls, kind: str, value: Any, ctx: "StepContext") -> "Wait | None":
+        path = ctx.path
+        default_timeout = min(DEFAULT_WAIT_TIMEOUT_S, ctx.time_limit_s)
+        if isinstance(value, str):
+            if value not in _BARE_WAITS:
+                return None
+            return cls(WaitCondition(value), timeout_s=default_timeout, path=ctx.step_path,
+                       label=ctx.label)
+        if not isinstance(value, dict) or value.get("for") not in _values(WaitCondition):
+            return None
+        cond = WaitCondition(value["for"])
+        node = None
+        if "node" in value:
+            if cond in (WaitCondition.STABLE, WaitCondition.LEADER):
+                ctx.err(path + ("node",), f"node: has no meaning with for: {cond.value}")
+            else:
+                node = ctx.selector(value["node"], path + ("node",))
+        state = None
+        if cond is WaitCondition.STATE:
+            if "state" not in value:
+                ctx.err(path, "wait for: state needs state: ("
+                        + ", ".join(_values(NodeState)) + ")")
+            else:
+                state = _enum(NodeState, value["state"])
+        elif "state" in value:
+            ctx.err(path + ("state",), f"state: only goes with for: state, not for: {cond.value}")
+        timeout = ctx.duration_s(value.get("timeout"), path + ("timeout",), default_timeout)
+        if "timeout" in value:
+            ctx.within_time_limit(timeout, path + ("timeout",), "timeout")
+        if timeout <= 0 and "timeout" in value:
+            ctx.err(path + ("timeout",), "timeout must be positive")
+        return cls(cond, node=node, state=state, timeout_s=timeout, path=ctx.step_path,
+                   label=ctx.label)
+
+    def describe(self) -> str:
+        return (f"wait {self.condition.value}" + (f" {self.node}" if self.node else "")
+                + (f" {self.state.value}" if self.state else ""))
 
     def to_json(self) -> dict[str, Any]:
-        return {**_base_json(self, self.kind), "for": self.condition.value,
+        return {**self._head(), "for": self.condition.value,
                 "node": self.node.to_json() if self.node else None,
                 "state": self.state.value if self.state else None,
                 "timeout_s": self.timeout_s}
 
 
-@dataclass(frozen=True, slots=True)
-class Kill:
-    """SIGKILL the target node(s); `bind_as` names the resolved sids."""
+NODE_STEP_KINDS = ("pick", "kill", "pause", "resume", "stop", "restart")
 
+
+@step_kind(*NODE_STEP_KINDS)
+@dataclass(frozen=True, slots=True)
+class NodeStep(Step):
+    """A step on the node(s) a selector resolves to; `bind_as` names the sids.
+
+    pick: bind only, touching nothing (names the current leader, say, for
+    later steps); kill: SIGKILL; pause: SIGSTOP; resume: SIGCONT; stop:
+    SIGTERM, waiting for exit; restart: start again with the same dataDir,
+    stopping it first if it still runs."""
+
+    kind: str
     target: Selector
     bind_as: str | None = None
     path: str = ""
     label: str = ""
-    kind = "kill"
+
+    binds = "nodes"
+    schema = _SELECTOR
+
+    @classmethod
+    def parse(cls, kind: str, value: Any, ctx: "StepContext") -> "NodeStep | None":
+        if kind == "pick" and not ctx.bind_as:
+            ctx.err(ctx.path, "pick: only names nodes, so it needs as: NAME")
+        target = ctx.selector(value, ctx.path)
+        ctx.scope.has_target = True
+        if ctx.bind_as:
+            ctx.scope.bind(ctx.bind_as)
+        if target is None:
+            return None
+        return cls(kind, target, ctx.bind_as, ctx.step_path, ctx.label)
+
+    def describe(self) -> str:
+        return f"{self.kind} {self.target}"
 
     def to_json(self) -> dict[str, Any]:
-        return {**_base_json(self, self.kind), "target": self.target.to_json(),
-                "as": self.bind_as}
+        return {**self._head(), "target": self.target.to_json(), "as": self.bind_as}
 
 
+# Toxic types a plan can name: the server's (chaos.toxiproxy.catalog, the one
+# table of Toxiproxy 2.12's types and attributes) but for SERVER_ONLY_TOXICS,
+# plus PLAN_FAULT_TYPES, faults the orchestrator makes itself with a toxic's
+# links and undo. `down` disables the proxies of its links (Toxiproxy's
+# `enabled: false`: refused and cut connections) and enables them again on
+# untoxic; the server has no such toxic and answers 400 to one.
+PLAN_FAULT_TYPES: frozenset[str] = frozenset({"down"})
+SERVER_ONLY_TOXICS: frozenset[str] = frozenset({"noop"})  # a fault that does nothing
+PLAN_TOXIC_TYPES: Mapping[str, tuple[AttributeSpec, ...]] = MappingProxyType(dict(sorted({
+    **{name: t.attributes for name, t in SERVER_TOXIC_TYPES.items()
+       if name not in SERVER_ONLY_TOXICS},
+    **{name: () for name in PLAN_FAULT_TYPES},
+}.items())))
+assert not PLAN_FAULT_TYPES & set(SERVER_TOXIC_TYPES), "a plan fault shadows a server toxic"
+
+
+@step_kind("toxic")
 @dataclass(frozen=True, slots=True)
-class Pause:
-    """SIGSTOP."""
-
-    target: Selector
-    bind_as: str | None = None
-    path: str = ""
-    label: str = ""
-    kind = "pause"
-
-    def to_json(self) -> dict[str, Any]:
-        return {**_base_json(self, self.kind), "target": self.target.to_json(),
-                "as": self.bind_as}
-
-
-@dataclass(frozen=True, slots=True)
-class Resume:
-    """SIGCONT."""
-
-    target: Selector
-    bind_as: str | None = None
-    path: str = ""
-    label: str = ""
-    kind = "resume"
-
-    def to_json(self) -> dict[str, Any]:
-        return {**_base_json(self, self.kind), "target": self.target.to_json(),
-                "as": self.bind_as}
-
-
-@dataclass(frozen=True, slots=True)
-class Stop:
-    """SIGTERM, waiting for exit."""
-
-    target: Selector
-    bind_as: str | None = None
-    path: str = ""
-    label: str = ""
-    kind = "stop"
-
-    def to_json(self) -> dict[str, Any]:
-        return {**_base_json(self, self.kind), "target": self.target.to_json(),
-                "as": self.bind_as}
-
-
-@dataclass(frozen=True, slots=True)
-class Restart:
-    """Start the target again (stopping it first if it still runs), same dataDir."""
-
-    target: Selector
-    bind_as: str | None = None
-    path: str = ""
-    label: str = ""
-    kind = "restart"
-
-    def to_json(self) -> dict[str, Any]:
-        return {**_base_json(self, self.kind), "target": self.target.to_json(),
-                "as": self.bind_as}
-
-
-@dataclass(frozen=True, slots=True)
-class Pick:
-    """Resolve the target now and bind it to `bind_as`, touching nothing: names
-    a node (the current leader, say) that later steps act on or wait for."""
-
-    target: Selector
-    bind_as: str | None = None
-    path: str = ""
-    label: str = ""
-    kind = "pick"
-
-    def to_json(self) -> dict[str, Any]:
-        return {**_base_json(self, self.kind), "target": self.target.to_json(),
-                "as": self.bind_as}
-
-
-ProcessStep = Union[Kill, Pause, Resume, Stop, Restart]
-
-
-@dataclass(frozen=True, slots=True)
-class ToxicAdd:
-    """One Toxiproxy toxic on every directed link the selector resolves to
-    (`chaos.links` puts it on both streams that carry that direction).
-    `attributes` are Toxiproxy's (ints; durations in ms)."""
+class ToxicAdd(Step):
+    """One toxic on every directed link the selector resolves to (`chaos.links`
+    puts it on both streams that carry that direction). `attributes` are
+    Toxiproxy's (ints; durations in ms). A `type` in PLAN_FAULT_TYPES is not a
+    server toxic (`plan_fault`): the runner makes that fault itself."""
 
     name: str
     type: str
@@ -367,25 +493,128 @@ class ToxicAdd:
         Selector.role(Role.ALL), Selector.role(Role.ALL)))
     path: str = ""
     label: str = ""
-    kind = "toxic"
+
+    schema = {
+        "type": "object",
+        "properties": {
+            "name": _NAME,
+            "type": {"enum": list(PLAN_TOXIC_TYPES)},
+            "attributes": {"type": "object",
+                           "additionalProperties": {
+                               "anyOf": [{"type": "integer"}, _DURATION],
+                               "x-expected": "a whole number or a duration like 200ms"}},
+            "toxicity": {"type": "number", "minimum": 0, "maximum": 1},
+            "links": {"type": "object",
+                      "properties": {"from": _SELECTOR, "to": _SELECTOR,
+                                     "port": {"enum": _values(Port)},
+                                     "direction": {"enum": _values(Direction)}},
+                      "additionalProperties": False},
+        },
+        "required": ["type"], "additionalProperties": False,
+    }
+
+    @property
+    def plan_fault(self) -> bool:
+        return self.type in PLAN_FAULT_TYPES
+
+    @classmethod
+    def parse(cls, kind: str, t: Any, ctx: "StepContext") -> "ToxicAdd | None":
+        if not isinstance(t, dict):
+            return None
+        path = ctx.path
+        ttype = t.get("type")
+        if not isinstance(ttype, str) or ttype not in PLAN_TOXIC_TYPES:
+            if isinstance(ttype, str):
+                ctx.err(path + ("type",), f"unknown toxic type '{ttype}'"
+                        + (ctx.suggest(ttype, PLAN_TOXIC_TYPES)
+                           or f"; expected one of {', '.join(PLAN_TOXIC_TYPES)}"))
+            return None
+        spec = {a.name: a for a in PLAN_TOXIC_TYPES[ttype]}
+        attrs: dict[str, int] = {}
+        raw_attrs = t.get("attributes") if isinstance(t.get("attributes"), dict) else {}
+        for key, val in raw_attrs.items():
+            ap = path + ("attributes", key)
+            if key not in spec:
+                ctx.err(ap, f"unknown attribute '{key}' for a {ttype} toxic"
+                        + (ctx.suggest(key, spec)
+                           or (f"; it takes {', '.join(spec)}" if spec else "; it takes none")))
+                continue
+            if spec[key].unit is Unit.MS:  # the plan writes these as durations
+                try:
+                    attrs[key] = parse_duration_ms(val)
+                except DurationError as exc:
+                    ctx.err(ap, str(exc))
+            elif isinstance(val, int) and not isinstance(val, bool) and val >= 0:
+                attrs[key] = val
+            else:
+                ctx.err(ap, f"expected a whole number >= 0, got {ctx.kind_of(val)}")
+        for a in spec.values():
+            if a.required and a.name not in raw_attrs:
+                ctx.err(path + ("attributes",) if "attributes" in t else path,
+                        f"a {ttype} toxic needs attribute '{a.name}'")
+        name = t.get("name")
+        if isinstance(name, str):
+            if name == "all":
+                ctx.err(path + ("name",), "'all' is reserved (untoxic: all); pick another name")
+        else:
+            name = f"_{ttype}_{ctx.next_number('toxic')}"
+        ctx.scope.toxics.add(name)
+        raw_links = t.get("links") if isinstance(t.get("links"), dict) else {}
+        lp = path + ("links",)
+        src = ctx.selector(raw_links.get("from", "all"), lp + ("from",))
+        dst = ctx.selector(raw_links.get("to", "all"), lp + ("to",))
+        toxicity = t.get("toxicity", 1.0)
+        if not isinstance(toxicity, (int, float)) or isinstance(toxicity, bool):
+            toxicity = 1.0  # the schema pass says why
+        elif ttype in PLAN_FAULT_TYPES and toxicity != 1:
+            ctx.err(path + ("toxicity",), f"a {ttype} fault applies to every connection; "
+                    f"toxicity must be 1 or left out, got {toxicity:g}")
+        port = _enum(Port, raw_links.get("port", "election"))
+        direction = _enum(Direction, raw_links.get("direction", "both"))
+        if src is None or dst is None or name == "all" or port is None or direction is None:
+            return None
+        return cls(name=name, type=ttype, attributes=FrozenDict(attrs),
+                   toxicity=float(toxicity), links=LinkSelector(src, dst, port, direction),
+                   path=ctx.step_path, label=ctx.label)
+
+    def describe(self) -> str:
+        return f"toxic {self.type} {self.links.src}->{self.links.dst}"
 
     def to_json(self) -> dict[str, Any]:
-        return {**_base_json(self, self.kind), "name": self.name, "type": self.type,
+        return {**self._head(), "name": self.name, "type": self.type,
                 "attributes": dict(self.attributes), "toxicity": self.toxicity,
                 "links": self.links.to_json()}
 
 
+@step_kind("untoxic")
 @dataclass(frozen=True, slots=True)
-class ToxicRemove:
+class ToxicRemove(Step):
     """Remove a named toxic from every link it was put on; name "all" removes all."""
 
     name: str
     path: str = ""
     label: str = ""
-    kind = "untoxic"
+
+    schema = _NAME
+
+    @classmethod
+    def parse(cls, kind: str, value: Any, ctx: "StepContext") -> "ToxicRemove | None":
+        if not isinstance(value, str):
+            return None
+        toxics = ctx.scope.toxics
+        if value != "all" and value not in toxics:
+            ctx.err(ctx.path, f"removing toxic '{value}' that no earlier step adds"
+                    + ctx.suggest(value, toxics))
+        toxics.discard(value)
+        if value == "all":
+            toxics.clear()
+        return cls(name=value, path=ctx.step_path, label=ctx.label)
+
+    def describe(self) -> str:
+        return f"untoxic {self.name}"
 
     def to_json(self) -> dict[str, Any]:
-        return {**_base_json(self, self.kind), "name": self.name}
+        return {**self._head(), "name": self.name}
 
 
 class PartitionKind(enum.Enum):
@@ -396,6 +625,11 @@ class PartitionKind(enum.Enum):
     MAJORITIES_RING = "majorities_ring"
     ONE_WAY = "one_way"
     GROUPS = "groups"
+
+
+# Shapes written as their own key (`isolate: SEL`), not only as `kind:`.
+_SHAPE_KEYS = ("isolate", "one_way", "groups")
+_LEADER_IN = ("minority", "majority")
 
 
 @dataclass(frozen=True, slots=True)
@@ -423,83 +657,263 @@ class PartitionSpec:
                 "port": self.port.value}
 
 
+@step_kind("partition")
 @dataclass(frozen=True, slots=True)
-class Partition:
+class Partition(Step):
     spec: PartitionSpec
     bind_as: str | None = None   # the partition's name, for `heal: NAME`
     path: str = ""
     label: str = ""
-    kind = "partition"
+
+    binds = "partitions"
+    schema = {
+        "type": "object",
+        "properties": {
+            "isolate": _SELECTOR,
+            "kind": {"enum": _values(PartitionKind)},
+            "leader_in": {"enum": list(_LEADER_IN)},
+            "one_way": {"type": "object", "properties": {"from": _SELECTOR, "to": _SELECTOR},
+                        "required": ["from", "to"], "additionalProperties": False},
+            "groups": _SID_GROUPS,
+            "port": {"enum": _values(Port)},
+        },
+        "additionalProperties": False,
+    }
+
+    @classmethod
+    def bind_problem(cls, name: str) -> str | None:
+        if name == "all":
+            return "'all' is reserved (heal: all); pick another name for as:"
+        return Step.bind_problem(name)  # zero-argument super() fails in slotted dataclasses
+
+    @classmethod
+    def parse(cls, kind: str, p: Any, ctx: "StepContext") -> "Partition | None":
+        if not isinstance(p, dict):
+            return None
+        path = ctx.path
+        shapes = [k for k in _SHAPE_KEYS if k in p]
+        if len(shapes) > 1:
+            ctx.err(path + (shapes[1],), f"a partition has one shape, found {' and '.join(shapes)}")
+            return None
+        kind_name = p.get("kind")
+        if shapes:
+            if kind_name is not None and kind_name != shapes[0]:
+                ctx.err(path + ("kind",), f"kind: {kind_name} contradicts {shapes[0]}:")
+                return None
+            kind_name = shapes[0]
+        if kind_name is None:
+            others = [k for k in _values(PartitionKind) if k not in _SHAPE_KEYS]
+            ctx.err(path, "a partition needs " + ", ".join(f"{k}:" for k in _SHAPE_KEYS)
+                    + f", or kind: ({', '.join(others)})")
+            return None
+        pkind = _enum(PartitionKind, kind_name)
+        if pkind is None:
+            return None
+        if pkind.value in _SHAPE_KEYS and pkind.value not in p:
+            ctx.err(path + ("kind",), f"kind: {pkind.value} needs {pkind.value}: too")
+            return None
+        if "leader_in" in p and pkind is not PartitionKind.MAJORITY_MINORITY:
+            ctx.err(path + ("leader_in",), "leader_in: only goes with kind: majority_minority")
+        n = len(ctx.ensemble.sids)
+        if pkind in (PartitionKind.MAJORITY_MINORITY, PartitionKind.BRIDGE,
+                     PartitionKind.MAJORITIES_RING) and n < 3:
+            ctx.err(path + ("kind",), f"{pkind.value} needs at least 3 nodes, the ensemble has {n}")
+        if pkind is PartitionKind.HALVES and n < 2:
+            ctx.err(path + ("kind",), f"halves needs at least 2 nodes, the ensemble has {n}")
+        target = src = dst = None
+        groups = None
+        ok = True
+        if pkind is PartitionKind.ISOLATE:
+            target = ctx.selector(p["isolate"], path + ("isolate",))
+            ok = target is not None
+        elif pkind is PartitionKind.ONE_WAY:
+            ow = p["one_way"] if isinstance(p["one_way"], dict) else {}
+            src = ctx.selector(ow.get("from"), path + ("one_way", "from"))
+            dst = ctx.selector(ow.get("to"), path + ("one_way", "to"))
+            ok = src is not None and dst is not None
+        elif pkind is PartitionKind.GROUPS:
+            seen: dict[int, int] = {}
+            built = []
+            for gi, g in enumerate(p["groups"] if isinstance(p["groups"], list) else []):
+                members = []
+                for mi, sid in enumerate(g if isinstance(g, list) else []):
+                    mp = path + ("groups", gi, mi)
+                    if isinstance(sid, bool) or not isinstance(sid, int):
+                        continue
+                    if not 1 <= sid <= n:
+                        ctx.err(mp, f"sid {sid} out of range 1..{n}")
+                        ok = False
+                    elif sid in seen:
+                        ctx.err(mp, f"sid {sid} is in partition groups "
+                                    f"{seen[sid] + 1} and {gi + 1}")
+                        ok = False
+                    else:
+                        seen[sid] = gi
+                        members.append(sid)
+                built.append(tuple(members))
+            groups = tuple(built)
+        if ctx.bind_as:
+            ctx.scope.partitions.add(ctx.bind_as)
+        port = _enum(Port, p.get("port", "both"))
+        leader_in = p.get("leader_in")
+        if not ok or port is None or leader_in not in (None, *_LEADER_IN):
+            return None
+        spec = PartitionSpec(kind=pkind, target=target, leader_in=leader_in,
+                             src=src, dst=dst, groups=groups, port=port)
+        return cls(spec=spec, bind_as=ctx.bind_as, path=ctx.step_path, label=ctx.label)
+
+    def describe(self) -> str:
+        return f"partition {self.spec.kind.value}" + (f" {self.spec.target}"
+                                                       if self.spec.target else "")
 
     def to_json(self) -> dict[str, Any]:
-        return {**_base_json(self, self.kind), "spec": self.spec.to_json(),
-                "as": self.bind_as}
+        return {**self._head(), "spec": self.spec.to_json(), "as": self.bind_as}
 
 
+@step_kind("heal")
 @dataclass(frozen=True, slots=True)
-class Heal:
+class Heal(Step):
     """Undo one named partition, or every partition when name is None."""
 
     name: str | None = None
     path: str = ""
     label: str = ""
-    kind = "heal"
+
+    schema = _NAME
+
+    @classmethod
+    def parse(cls, kind: str, value: Any, ctx: "StepContext") -> "Heal | None":
+        if not isinstance(value, str):
+            return None
+        if value != "all" and value not in ctx.scope.partitions:
+            later = ctx.bound_later("partitions", value)
+            ctx.err(ctx.path, f"healing partition '{value}' that no earlier step names"
+                    + (f" (it is named only later, at {later})" if later else
+                       ctx.suggest(value, ctx.scope.partitions)))
+        return cls(name=None if value == "all" else value, path=ctx.step_path, label=ctx.label)
+
+    def describe(self) -> str:
+        return f"heal {self.name or 'all'}"
 
     def to_json(self) -> dict[str, Any]:
-        return {**_base_json(self, self.kind), "name": self.name}
+        return {**self._head(), "name": self.name}
 
 
+@step_kind("sleep")
 @dataclass(frozen=True, slots=True)
-class Sleep:
+class Sleep(Step):
     seconds: float
     path: str = ""
     label: str = ""
-    kind = "sleep"
+
+    schema = _DURATION
+
+    @classmethod
+    def parse(cls, kind: str, value: Any, ctx: "StepContext") -> "Sleep":
+        seconds = ctx.duration_s(value, ctx.path, 0.0)
+        ctx.within_time_limit(seconds, ctx.path, "sleep")
+        # The default label keeps the plan's own words (`sleep 1.5s`, not 1500ms).
+        return cls(seconds=seconds, path=ctx.step_path, label=ctx.label or f"sleep {value}")
+
+    def describe(self) -> str:
+        return f"sleep {format_duration(self.seconds)}"
 
     def to_json(self) -> dict[str, Any]:
-        return {**_base_json(self, self.kind), "seconds": self.seconds}
+        return {**self._head(), "seconds": self.seconds}
 
 
+@step_kind("repeat")
 @dataclass(frozen=True, slots=True)
-class Repeat:
+class Repeat(Step):
     times: int
-    steps: tuple["Step", ...]
+    steps: tuple[Step, ...]
     path: str = ""
     label: str = ""
-    kind = "repeat"
+
+    schema = {
+        "type": "object",
+        "properties": {"times": {"type": "integer", "minimum": 1},
+                       "steps": {**_STEPS, "minItems": 1}},
+        "required": ["times", "steps"], "additionalProperties": False,
+    }
+
+    @classmethod
+    def parse(cls, kind: str, value: Any, ctx: "StepContext") -> "Repeat | None":
+        if not isinstance(value, dict):
+            return None
+        times = value.get("times") if isinstance(value.get("times"), int) else 1
+        body = ctx.parse_steps(value.get("steps"), ctx.path + ("steps",))
+        return cls(times=times, steps=body, path=ctx.step_path, label=ctx.label)
+
+    @classmethod
+    def bodies(cls, value: Any, path: tuple) -> Iterator[tuple[Any, tuple]]:
+        if isinstance(value, dict):
+            yield value.get("steps"), path + ("steps",)
+
+    def children(self) -> tuple[tuple[Step, ...], ...]:
+        return (self.steps,)
+
+    def describe(self) -> str:
+        return f"repeat {self.times}x"
 
     def to_json(self) -> dict[str, Any]:
-        return {**_base_json(self, self.kind), "times": self.times,
-                "steps": [s.to_json() for s in self.steps]}
+        return {**self._head(), "times": self.times, "steps": [s.to_json() for s in self.steps]}
 
 
+@step_kind("choice")
 @dataclass(frozen=True, slots=True)
-class Choice:
+class Choice(Step):
     """Run one branch, picked with the run's seeded RNG (journal the pick)."""
 
-    branches: tuple[tuple["Step", ...], ...]
+    branches: tuple[tuple[Step, ...], ...]
     path: str = ""
     label: str = ""
-    kind = "choice"
+
+    schema = {
+        "type": "object",
+        "properties": {"steps": {"type": "array", "minItems": 1,
+                                 "items": {**_STEPS, "minItems": 1}}},
+        "required": ["steps"], "additionalProperties": False,
+    }
+
+    @classmethod
+    def parse(cls, kind: str, value: Any, ctx: "StepContext") -> "Choice | None":
+        if not isinstance(value, dict) or not isinstance(value.get("steps"), list):
+            return None
+        branches, scopes = [], []
+        for bi, branch in enumerate(value["steps"]):
+            scope = ctx.scope.copy()
+            branches.append(ctx.parse_steps(branch, ctx.path + ("steps", bi), scope))
+            scopes.append(scope)
+        ctx.scope.join(scopes, ctx.step_path)
+        return cls(branches=tuple(branches), path=ctx.step_path, label=ctx.label)
+
+    @classmethod
+    def bodies(cls, value: Any, path: tuple) -> Iterator[tuple[Any, tuple]]:
+        if isinstance(value, dict) and isinstance(value.get("steps"), list):
+            for bi, branch in enumerate(value["steps"]):
+                yield branch, path + ("steps", bi)
+
+    def children(self) -> tuple[tuple[Step, ...], ...]:
+        return self.branches
+
+    def describe(self) -> str:
+        return f"choice of {len(self.branches)}"
 
     def to_json(self) -> dict[str, Any]:
-        return {**_base_json(self, self.kind),
-                "branches": [[s.to_json() for s in b] for b in self.branches]}
+        return {**self._head(), "branches": [[s.to_json() for s in b] for b in self.branches]}
 
 
-Step = Union[Wait, Pick, Kill, Pause, Resume, Stop, Restart, ToxicAdd, ToxicRemove,
-             Partition, Heal, Sleep, Repeat, Choice]
+# Every kind, in registration order (the order messages list them in).
+STEP_KINDS: tuple[str, ...] = tuple(STEP_TYPES)
 
 
 def iter_steps(steps: tuple[Step, ...]) -> Iterator[Step]:
-    """Every step, depth first, including those inside repeat/choice."""
+    """Every step, depth first, including those nested in repeat/choice."""
     for step in steps:
         yield step
-        if isinstance(step, Repeat):
-            yield from iter_steps(step.steps)
-        elif isinstance(step, Choice):
-            for branch in step.branches:
-                yield from iter_steps(branch)
+        for body in step.children():
+            yield from iter_steps(body)
 
 
 # --------------------------------------------------------------------------- plan

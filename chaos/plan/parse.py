@@ -7,11 +7,15 @@ weights against groups, toxic attributes per type, timeouts against the time
 limit). A semantic issue at or below a path the schema already rejected is
 dropped: one mistake, one message. The model is only returned when there are
 no issues at all.
+
+This module does what every step shares (one kind key, `label:`, `as:`, names
+in plan order); what a kind's value means is its class's `parse` in
+`chaos.plan.model`, handed a `StepContext`.
 """
 from __future__ import annotations
 
 import difflib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
@@ -23,22 +27,18 @@ from chaos.invariants import DEFAULT_CONVERGENCE_S
 from .durations import DurationError, parse_duration, parse_duration_ms
 from .loader import Document, PathT, PlanError, PlanIssue, format_path, load_yaml
 from .model import (
-    INVARIANT_NAMES, TOXIC_TYPES, Choice, Direction, Ensemble, FrozenDict, Heal,
-    InvariantSpec, Kill, LinkSelector, NodeState, Partition, PartitionKind, PartitionSpec,
-    Pause, Pick, Plan, Port, Repeat, Restart, Resume, Role, Selector, Sleep, Step, Stop, ToxicAdd,
-    ToxicRemove, Wait, WaitCondition,
+    DEFAULT_WAIT_TIMEOUT_S, INVARIANT_NAMES, STEP_KINDS, STEP_TYPES, Ensemble, FrozenDict,
+    InvariantSpec, Plan, Role, Selector, Step,
 )
-from .schema import PLAN_SCHEMA, STEP_KINDS
+from .schema import PLAN_SCHEMA
 
-__all__ = ["load_plan", "parse_plan", "check_plan", "DEFAULT_TIME_LIMIT_S",
-           "DEFAULT_WAIT_TIMEOUT_S", "DEFAULT_CONVERGENCE_S"]
+__all__ = ["load_plan", "parse_plan", "check_plan", "StepContext", "Scope",
+           "DEFAULT_TIME_LIMIT_S", "DEFAULT_WAIT_TIMEOUT_S", "DEFAULT_CONVERGENCE_S"]
 
 DEFAULT_TIME_LIMIT_S = 120.0
-DEFAULT_WAIT_TIMEOUT_S = 30.0
 
 _VALIDATOR = Draft202012Validator(PLAN_SCHEMA)
 _ROLE_NAMES = tuple(r.value for r in Role)
-_PROCESS = {"pick": Pick, "kill": Kill, "pause": Pause, "resume": Resume, "stop": Stop, "restart": Restart}
 _MISSING = "missing required key"
 _JSON_TYPES = {"object": "a mapping", "array": "a list", "string": "a string",
                "integer": "a whole number", "number": "a number", "boolean": "true or false",
@@ -52,14 +52,6 @@ def _suggest(word: Any, choices: Iterable[str]) -> str:
         return ""
     close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
     return f"; did you mean '{close[0]}'?" if close else ""
-
-
-def _enum(cls: Any, value: Any) -> Any:
-    """cls(value), or None when the value is not one of it (the schema pass says why)."""
-    try:
-        return cls(value)
-    except (ValueError, TypeError):
-        return None
 
 
 def _kind_of(value: Any) -> str:
@@ -148,18 +140,113 @@ def _explain(doc: Document, e: ValidationError) -> list[PlanIssue]:
 # --------------------------------------------------------------------------- semantic pass
 
 @dataclass(slots=True)
-class _Scope:
+class Scope:
     """What earlier steps have established, in plan order."""
 
-    names: set[str] = field(default_factory=set)        # bound by `as:` on process steps
+    names: set[str] = field(default_factory=set)        # node names bound by `as:`
     toxics: set[str] = field(default_factory=set)       # toxic names possibly in place
     partitions: set[str] = field(default_factory=set)   # partition names possibly in place
     has_target: bool = False                            # some earlier step had a target
     maybe_names: dict[str, str] = field(default_factory=dict)  # bound in some choice branches
 
-    def copy(self) -> "_Scope":
-        return _Scope(set(self.names), set(self.toxics), set(self.partitions), self.has_target,
-                      dict(self.maybe_names))
+    def copy(self) -> "Scope":
+        return Scope(set(self.names), set(self.toxics), set(self.partitions), self.has_target,
+                     dict(self.maybe_names))
+
+    def bind(self, name: str) -> None:
+        self.names.add(name)
+        self.maybe_names.pop(name, None)
+
+    def join(self, branches: Sequence["Scope"], where: str) -> None:
+        """After alternatives (`where` is the choice's path): a name is bound
+        only if every branch binds it, a toxic or partition is possibly in place
+        if any branch puts it there, a previous target exists only if every
+        branch has one."""
+        if not branches:
+            return
+        every = set.intersection(*(s.names for s in branches))
+        for s in branches:
+            self.maybe_names.update(s.maybe_names)
+            for n in s.names - every:
+                self.maybe_names[n] = where
+        for n in every:
+            self.maybe_names.pop(n, None)
+        self.names = every
+        self.toxics = set.union(*(s.toxics for s in branches))
+        self.partitions = set.union(*(s.partitions for s in branches))
+        self.has_target = all(s.has_target for s in branches)
+
+
+class StepContext:
+    """What a step class's `parse(kind, value, ctx)` works with: where the step
+    is, what it says besides its kind (`label`, `bind_as`, already checked),
+    what earlier steps established (`scope`, which it updates), and the
+    parser's checks, each reporting at a path and returning a usable default.
+
+    `path` is the path of the kind's value (`steps[3].kill`), where most issues
+    go; `step_path` is the step's own, as text, for the step's `path` field.
+    """
+
+    __slots__ = ("_sem", "scope", "path", "step_path", "label", "bind_as")
+
+    def __init__(self, sem: "_Semantic", scope: Scope, path: PathT, step_path: str,
+                 label: str, bind_as: str | None) -> None:
+        self._sem = sem
+        self.scope = scope
+        self.path = path
+        self.step_path = step_path
+        self.label = label
+        self.bind_as = bind_as
+
+    @property
+    def ensemble(self) -> Ensemble:
+        return self._sem.ensemble
+
+    @property
+    def time_limit_s(self) -> float:
+        return self._sem.time_limit_s
+
+    def err(self, path: Sequence[str | int], message: str) -> None:
+        self._sem.err(path, message)
+
+    def duration_s(self, value: Any, path: PathT, default: float) -> float:
+        return self._sem.duration_s(value, path, default)
+
+    def duration_ms(self, value: Any, path: PathT, default: int) -> int:
+        return self._sem.duration_ms(value, path, default)
+
+    def int_(self, value: Any, path: PathT, default: int, minimum: int = 0) -> int:
+        return self._sem.int_(value, path, default, minimum)
+
+    def within_time_limit(self, seconds: float, path: PathT, what: str) -> None:
+        self._sem.within_time_limit(seconds, path, what)
+
+    def selector(self, value: Any, path: PathT) -> Selector | None:
+        """A node selector valid here: a role the ensemble has, a sid in range,
+        or a name bound earlier in this scope."""
+        return self._sem.selector(value, path, self.scope)
+
+    def parse_steps(self, raw: Any, path: PathT, scope: Scope | None = None) -> tuple[Step, ...]:
+        """Nested steps, in this step's scope unless given another (a branch's copy)."""
+        return self._sem.parse_steps(raw, path, self.scope if scope is None else scope)
+
+    def bound_later(self, namespace: str, name: str) -> str | None:
+        """The path of a later step whose `as:` binds `name` in `namespace`."""
+        return self._sem.later[namespace].get(name)
+
+    def next_number(self, key: str) -> int:
+        """1, 2, ... per key across the plan, for names made up for unnamed things."""
+        n = self._sem.counters.get(key, 0) + 1
+        self._sem.counters[key] = n
+        return n
+
+    @staticmethod
+    def suggest(word: Any, choices: Iterable[str]) -> str:
+        return _suggest(word, choices)
+
+    @staticmethod
+    def kind_of(value: Any) -> str:
+        return _kind_of(value)
 
 
 class _Semantic:
@@ -168,9 +255,9 @@ class _Semantic:
         self.issues: list[PlanIssue] = []
         self.time_limit_s = DEFAULT_TIME_LIMIT_S
         self.ensemble = Ensemble()
-        self.later_names: dict[str, str] = {}       # name -> path of the step binding it
-        self.later_partitions: dict[str, str] = {}
-        self.auto_toxic = 0
+        # namespace ("nodes", "partitions") -> name -> path of the step binding it
+        self.later: dict[str, dict[str, str]] = {"nodes": {}, "partitions": {}}
+        self.counters: dict[str, int] = {}
 
     def err(self, path: Sequence[str | int], message: str) -> None:
         self.issues.append(self.doc.issue(path, message))
@@ -229,7 +316,7 @@ class _Semantic:
         self.ensemble = self.parse_ensemble(d.get("ensemble"), ("ensemble",))
         invariants = self.parse_invariants(d.get("invariants"), ("invariants",))
         self.prescan(d.get("steps"), ("steps",))
-        steps = self.parse_steps(d.get("steps"), ("steps",), _Scope())
+        steps = self.parse_steps(d.get("steps"), ("steps",), Scope())
         return Plan(name=name, description=description, seed=seed,
                     time_limit_s=self.time_limit_s, ensemble=self.ensemble,
                     invariants=invariants, steps=steps, source_path=file)
@@ -346,18 +433,16 @@ class _Semantic:
             if not isinstance(step, dict):
                 continue
             p = path + (i,)
+            kinds = [k for k in step if k in STEP_TYPES]
             if isinstance(step.get("as"), str):
-                table = self.later_partitions if "partition" in step else self.later_names
-                table.setdefault(step["as"], format_path(p))
-            body = step.get("repeat")
-            if isinstance(body, dict):
-                self.prescan(body.get("steps"), p + ("repeat", "steps"))
-            body = step.get("choice")
-            if isinstance(body, dict) and isinstance(body.get("steps"), list):
-                for bi, branch in enumerate(body["steps"]):
-                    self.prescan(branch, p + ("choice", "steps", bi))
+                binds = {STEP_TYPES[k].binds for k in kinds}
+                namespace = "partitions" if "partitions" in binds else "nodes"
+                self.later[namespace].setdefault(step["as"], format_path(p))
+            for k in kinds:
+                for body, body_path in STEP_TYPES[k].bodies(step[k], p + (k,)):
+                    self.prescan(body, body_path)
 
-    def parse_steps(self, steps: Any, path: PathT, scope: _Scope) -> tuple[Step, ...]:
+    def parse_steps(self, steps: Any, path: PathT, scope: Scope) -> tuple[Step, ...]:
         out: list[Step] = []
         for i, raw in enumerate(steps if isinstance(steps, list) else []):
             step = self.parse_step(raw, path + (i,), scope)
@@ -365,12 +450,14 @@ class _Semantic:
                 out.append(step)
         return tuple(out)
 
-    def parse_step(self, raw: Any, path: PathT, scope: _Scope) -> Step | None:
+    def parse_step(self, raw: Any, path: PathT, scope: Scope) -> Step | None:
+        """What every step shares (one kind key, `label:`, `as:`); the kind's
+        class parses its value."""
         if not isinstance(raw, dict):
             self.err(path, f"expected a step (a mapping with one of {', '.join(STEP_KINDS)}), "
                            f"got {_kind_of(raw)}")
             return None
-        kinds = [k for k in raw if k in STEP_KINDS]
+        kinds = [k for k in raw if k in STEP_TYPES]
         if not kinds:
             unknown = [k for k in raw if k not in ("as", "label")]
             if unknown:
@@ -383,94 +470,23 @@ class _Semantic:
         if len(kinds) > 1:
             return None  # the schema pass reports it
         kind = kinds[0]
-        value = raw[kind]
-        vpath = path + (kind,)
-        sp = format_path(path)
+        cls = STEP_TYPES[kind]
         label = raw.get("label") if isinstance(raw.get("label"), str) else ""
         bind_as = raw.get("as") if isinstance(raw.get("as"), str) else None
-        if bind_as is not None and kind not in _PROCESS and kind != "partition":
-            return None  # schema: unknown key 'as'
-        if bind_as == "all" and kind == "partition":
-            self.err(path + ("as",), "'all' is reserved (heal: all); pick another name for as:")
-            bind_as = None
-        elif bind_as in _ROLE_NAMES:
-            self.err(path + ("as",), f"'{bind_as}' is a node selector; pick another name for as:")
-            bind_as = None
+        if bind_as is not None:
+            if not cls.binds:
+                return None  # schema: unknown key 'as'
+            problem = cls.bind_problem(bind_as)
+            if problem:
+                self.err(path + ("as",), problem)
+                bind_as = None
+        ctx = StepContext(self, scope, path + (kind,), format_path(path), label, bind_as)
+        step = cls.parse(kind, raw[kind], ctx)
+        if step is not None and not step.label:
+            step = replace(step, label=step.describe())
+        return step
 
-        if kind in _PROCESS:
-            if kind == "pick" and not bind_as:
-                self.err(vpath, "pick: only names nodes, so it needs as: NAME")
-            target = self.selector(value, vpath, scope)
-            scope.has_target = True
-            if bind_as:
-                scope.names.add(bind_as)
-                scope.maybe_names.pop(bind_as, None)
-            if target is None:
-                return None
-            return _PROCESS[kind](target=target, bind_as=bind_as, path=sp,
-                                  label=label or f"{kind} {target}")
-        if kind == "wait":
-            return self.parse_wait(value, vpath, scope, sp, label)
-        if kind == "sleep":
-            seconds = self.duration_s(value, vpath, 0.0)
-            self.within_time_limit(seconds, vpath, "sleep")
-            return Sleep(seconds=seconds, path=sp, label=label or f"sleep {value}")
-        if kind == "toxic":
-            return self.parse_toxic(value, vpath, scope, sp, label)
-        if kind == "untoxic":
-            if not isinstance(value, str):
-                return None
-            if value != "all" and value not in scope.toxics:
-                self.err(vpath, f"removing toxic '{value}' that no earlier step adds"
-                         + _suggest(value, scope.toxics))
-            scope.toxics.discard(value)
-            if value == "all":
-                scope.toxics.clear()
-            return ToxicRemove(name=value, path=sp, label=label or f"untoxic {value}")
-        if kind == "partition":
-            return self.parse_partition(value, vpath, scope, sp, label, bind_as, path)
-        if kind == "heal":
-            if not isinstance(value, str):
-                return None
-            if value != "all" and value not in scope.partitions:
-                later = self.later_partitions.get(value)
-                self.err(vpath, f"healing partition '{value}' that no earlier step names"
-                         + (f" (it is named only later, at {later})" if later else
-                            _suggest(value, scope.partitions)))
-            return Heal(name=None if value == "all" else value, path=sp,
-                        label=label or f"heal {value}")
-        if kind == "repeat":
-            if not isinstance(value, dict):
-                return None
-            times = value.get("times") if isinstance(value.get("times"), int) else 1
-            body = self.parse_steps(value.get("steps"), vpath + ("steps",), scope)
-            return Repeat(times=times, steps=body, path=sp, label=label or f"repeat {times}x")
-        if kind == "choice":
-            if not isinstance(value, dict) or not isinstance(value.get("steps"), list):
-                return None
-            branches, scopes = [], []
-            for bi, branch in enumerate(value["steps"]):
-                bscope = scope.copy()
-                branches.append(self.parse_steps(branch, vpath + ("steps", bi), bscope))
-                scopes.append(bscope)
-            if scopes:
-                every = set.intersection(*(s.names for s in scopes))
-                for s in scopes:
-                    scope.maybe_names.update(s.maybe_names)
-                    for n in s.names - every:
-                        scope.maybe_names[n] = sp
-                for n in every:
-                    scope.maybe_names.pop(n, None)
-                scope.names = every
-                scope.toxics = set.union(*(s.toxics for s in scopes))
-                scope.partitions = set.union(*(s.partitions for s in scopes))
-                scope.has_target = all(s.has_target for s in scopes)
-            return Choice(branches=tuple(branches), path=sp,
-                          label=label or f"choice of {len(branches)}")
-        raise AssertionError(kind)  # pragma: no cover
-
-    def selector(self, value: Any, path: PathT, scope: _Scope,
-                 *, allow_others: bool = True) -> Selector | None:
+    def selector(self, value: Any, path: PathT, scope: Scope) -> Selector | None:
         ens = self.ensemble
         if isinstance(value, bool) or not isinstance(value, (int, str)):
             self.err(path, f"expected a node selector, got {_kind_of(value)}")
@@ -495,7 +511,7 @@ class _Semantic:
             return Selector.role(role)
         if value in scope.names:
             return Selector.name(value)
-        later = self.later_names.get(value)
+        later = self.later["nodes"].get(value)
         if value in scope.maybe_names:
             self.err(path, f"unbound name '{value}': only some branches of the choice at "
                            f"{scope.maybe_names[value]} bind it")
@@ -505,175 +521,6 @@ class _Semantic:
             self.err(path, f"unknown node selector '{value}': not a role, and no earlier "
                            "as: binds that name" + _suggest(value, [*_ROLE_NAMES, *scope.names]))
         return None
-
-    def parse_wait(self, value: Any, path: PathT, scope: _Scope, sp: str, label: str) -> Wait | None:
-        default_timeout = min(DEFAULT_WAIT_TIMEOUT_S, self.time_limit_s)
-        if isinstance(value, str):
-            if value not in ("stable", "leader"):
-                return None
-            return Wait(condition=WaitCondition(value), timeout_s=default_timeout, path=sp,
-                        label=label or f"wait {value}")
-        if not isinstance(value, dict) or value.get("for") not in [c.value for c in WaitCondition]:
-            return None
-        cond = WaitCondition(value["for"])
-        node = None
-        if "node" in value:
-            if cond in (WaitCondition.STABLE, WaitCondition.LEADER):
-                self.err(path + ("node",), f"node: has no meaning with for: {cond.value}")
-            else:
-                node = self.selector(value["node"], path + ("node",), scope)
-        state = None
-        if cond is WaitCondition.STATE:
-            if "state" not in value:
-                self.err(path, "wait for: state needs state: (looking, following, leading, observing)")
-            elif isinstance(value["state"], str) and value["state"] in [s.value for s in NodeState]:
-                state = NodeState(value["state"])
-        elif "state" in value:
-            self.err(path + ("state",), f"state: only goes with for: state, not for: {cond.value}")
-        timeout = self.duration_s(value.get("timeout"), path + ("timeout",), default_timeout)
-        if "timeout" in value:
-            self.within_time_limit(timeout, path + ("timeout",), "timeout")
-        if timeout <= 0 and "timeout" in value:
-            self.err(path + ("timeout",), "timeout must be positive")
-        what = cond.value + (f" {node}" if node else "") + (f" {state.value}" if state else "")
-        return Wait(condition=cond, node=node, state=state, timeout_s=timeout, path=sp,
-                    label=label or f"wait {what}")
-
-    def parse_toxic(self, t: Any, path: PathT, scope: _Scope, sp: str, label: str) -> ToxicAdd | None:
-        if not isinstance(t, dict):
-            return None
-        ttype = t.get("type")
-        if not isinstance(ttype, str) or ttype not in TOXIC_TYPES:
-            if isinstance(ttype, str):
-                self.err(path + ("type",), f"unknown toxic type '{ttype}'"
-                         + (_suggest(ttype, TOXIC_TYPES) or
-                            f"; Toxiproxy has {', '.join(sorted(TOXIC_TYPES))}"))
-            return None
-        spec = TOXIC_TYPES[ttype]
-        attrs: dict[str, int] = {}
-        raw_attrs = t.get("attributes") if isinstance(t.get("attributes"), dict) else {}
-        for key, val in raw_attrs.items():
-            ap = path + ("attributes", key)
-            if key not in spec:
-                self.err(ap, f"unknown attribute '{key}' for a {ttype} toxic"
-                         + (_suggest(key, spec) or
-                            (f"; it takes {', '.join(spec)}" if spec else "; it takes none")))
-                continue
-            akind, _ = spec[key]
-            if akind == "duration":
-                try:
-                    attrs[key] = parse_duration_ms(val)
-                except DurationError as exc:
-                    self.err(ap, str(exc))
-            elif isinstance(val, int) and not isinstance(val, bool) and val >= 0:
-                attrs[key] = val
-            else:
-                self.err(ap, f"expected a whole number >= 0, got {_kind_of(val)}")
-        for key, (_, required) in spec.items():
-            if required and key not in raw_attrs:
-                self.err(path + ("attributes",) if "attributes" in t else path,
-                         f"a {ttype} toxic needs attribute '{key}'")
-        name = t.get("name")
-        if isinstance(name, str):
-            if name == "all":
-                self.err(path + ("name",), "'all' is reserved (untoxic: all); pick another name")
-        else:
-            self.auto_toxic += 1
-            name = f"_{ttype}_{self.auto_toxic}"
-        scope.toxics.add(name)
-        raw_links = t.get("links") if isinstance(t.get("links"), dict) else {}
-        lp = path + ("links",)
-        src = self.selector(raw_links.get("from", "all"), lp + ("from",), scope)
-        dst = self.selector(raw_links.get("to", "all"), lp + ("to",), scope)
-        toxicity = t.get("toxicity", 1.0)
-        port = _enum(Port, raw_links.get("port", "election"))
-        direction = _enum(Direction, raw_links.get("direction", "both"))
-        if src is None or dst is None or name == "all" or port is None or direction is None:
-            return None
-        return ToxicAdd(
-            name=name, type=ttype, attributes=FrozenDict(attrs),
-            toxicity=float(toxicity) if isinstance(toxicity, (int, float)) else 1.0,
-            links=LinkSelector(src, dst, port, direction),
-            path=sp,
-            label=label or f"toxic {ttype} {src}->{dst}")
-
-    def parse_partition(self, p: Any, path: PathT, scope: _Scope, sp: str, label: str,
-                        bind_as: str | None, step_path: PathT) -> Partition | None:
-        if not isinstance(p, dict):
-            return None
-        shapes = [k for k in ("isolate", "one_way", "groups") if k in p]
-        if len(shapes) > 1:
-            self.err(path + (shapes[1],), f"a partition has one shape, found {' and '.join(shapes)}")
-            return None
-        kind_name = p.get("kind")
-        if shapes:
-            if kind_name is not None and kind_name != shapes[0]:
-                self.err(path + ("kind",), f"kind: {kind_name} contradicts {shapes[0]}:")
-                return None
-            kind_name = shapes[0]
-        if kind_name is None:
-            self.err(path, "a partition needs isolate:, one_way:, groups:, or kind: "
-                           "(majority_minority, halves, bridge, majorities_ring)")
-            return None
-        kind = _enum(PartitionKind, kind_name)
-        if kind is None:
-            return None
-        if kind.value in ("isolate", "one_way", "groups") and kind.value not in p:
-            self.err(path + ("kind",), f"kind: {kind.value} needs {kind.value}: too")
-            return None
-        if "leader_in" in p and kind is not PartitionKind.MAJORITY_MINORITY:
-            self.err(path + ("leader_in",), "leader_in: only goes with kind: majority_minority")
-        n = len(self.ensemble.sids)
-        if kind in (PartitionKind.MAJORITY_MINORITY, PartitionKind.BRIDGE,
-                    PartitionKind.MAJORITIES_RING) and n < 3:
-            self.err(path + ("kind",), f"{kind.value} needs at least 3 nodes, the ensemble has {n}")
-        if kind is PartitionKind.HALVES and n < 2:
-            self.err(path + ("kind",), f"halves needs at least 2 nodes, the ensemble has {n}")
-        target = src = dst = None
-        groups = None
-        ok = True
-        if kind is PartitionKind.ISOLATE:
-            target = self.selector(p["isolate"], path + ("isolate",), scope)
-            ok = target is not None
-        elif kind is PartitionKind.ONE_WAY:
-            ow = p["one_way"] if isinstance(p["one_way"], dict) else {}
-            src = self.selector(ow.get("from"), path + ("one_way", "from"), scope)
-            dst = self.selector(ow.get("to"), path + ("one_way", "to"), scope)
-            ok = src is not None and dst is not None
-        elif kind is PartitionKind.GROUPS:
-            seen: dict[int, int] = {}
-            built = []
-            for gi, g in enumerate(p["groups"] if isinstance(p["groups"], list) else []):
-                members = []
-                for mi, sid in enumerate(g if isinstance(g, list) else []):
-                    mp = path + ("groups", gi, mi)
-                    if isinstance(sid, bool) or not isinstance(sid, int):
-                        continue
-                    if not 1 <= sid <= n:
-                        self.err(mp, f"sid {sid} out of range 1..{n}")
-                        ok = False
-                    elif sid in seen:
-                        self.err(mp, f"sid {sid} is in partition groups {seen[sid] + 1} and {gi + 1}")
-                        ok = False
-                    else:
-                        seen[sid] = gi
-                        members.append(sid)
-                built.append(tuple(members))
-            groups = tuple(built)
-        if bind_as == "all":
-            bind_as = None
-        if bind_as:
-            scope.partitions.add(bind_as)
-        port = _enum(Port, p.get("port", "both"))
-        leader_in = p.get("leader_in")
-        if not ok or port is None or leader_in not in (None, "minority", "majority"):
-            return None
-        spec = PartitionSpec(kind=kind, target=target, leader_in=leader_in,
-                             src=src, dst=dst, groups=groups,
-                             port=port)
-        return Partition(spec=spec, bind_as=bind_as, path=sp,
-                         label=label or f"partition {kind.value}"
-                         + (f" {target}" if target else ""))
 
 
 # --------------------------------------------------------------------------- entry points

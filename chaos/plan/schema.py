@@ -9,17 +9,14 @@ duration like 200ms") when a value fails the subschema carrying it.
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, Iterator
 
 from .durations import DURATION_PATTERN
-from .model import INVARIANT_NAMES, TOXIC_TYPES, Role
+from .model import INVARIANT_NAMES, STEP_KINDS, STEP_TYPES, Role, Step
 
 __all__ = ["PLAN_SCHEMA", "STEP_KINDS", "schema_json"]
 
 NAME_PATTERN = r"^[a-z][a-z0-9_]*$"
-
-STEP_KINDS = ("wait", "pick", "kill", "pause", "resume", "stop", "restart", "toxic", "untoxic",
-              "partition", "heal", "sleep", "repeat", "choice")
 
 _ROLES = [r.value for r in Role]
 
@@ -50,82 +47,21 @@ _DEFS: dict[str, Any] = {
 }
 
 
-def _step(kind: str, value: dict[str, Any], *, bind: bool = False,
-          extra: dict[str, Any] | None = None) -> dict[str, Any]:
-    props: dict[str, Any] = {kind: value, "label": {"$ref": "#/$defs/label"}}
-    if bind:
+def _step(kind: str, cls: type[Step]) -> dict[str, Any]:
+    """A step of one kind: its key with the class's `schema`, `label:`, and
+    `as:` when the class binds names."""
+    props: dict[str, Any] = {kind: cls.schema, "label": {"$ref": "#/$defs/label"}}
+    if cls.binds:
         props["as"] = {"$ref": "#/$defs/name"}
-    props.update(extra or {})
     return {"type": "object", "properties": props, "required": [kind],
             "additionalProperties": False}
 
 
-_SEL = {"$ref": "#/$defs/selector"}
 _DUR = {"$ref": "#/$defs/duration"}
 
-_STEP_DEFS: dict[str, Any] = {
-    "step_wait": _step("wait", {
-        "anyOf": [
-            {"type": "string", "enum": ["stable", "leader"]},
-            {"type": "object",
-             "properties": {"for": {"enum": ["stable", "leader", "joined", "state"]},
-                            "node": _SEL,
-                            "state": {"enum": ["looking", "following", "leading", "observing"]},
-                            "timeout": _DUR},
-             "required": ["for"], "additionalProperties": False},
-        ],
-        "x-expected": "stable, leader, or {for: stable|leader|joined|state, node, state, timeout}",
-    }),
-    **{f"step_{k}": _step(k, _SEL, bind=True)
-       for k in ("pick", "kill", "pause", "resume", "stop", "restart")},
-    "step_toxic": _step("toxic", {
-        "type": "object",
-        "properties": {
-            "name": {"$ref": "#/$defs/name"},
-            "type": {"enum": sorted(TOXIC_TYPES)},
-            "attributes": {"type": "object",
-                           "additionalProperties": {
-                               "anyOf": [{"type": "integer"}, _DUR],
-                               "x-expected": "a whole number or a duration like 200ms"}},
-            "toxicity": {"type": "number", "minimum": 0, "maximum": 1},
-            "links": {"type": "object",
-                      "properties": {"from": _SEL, "to": _SEL,
-                                     "port": {"enum": ["election", "quorum", "both"]},
-                                     "direction": {"enum": ["one", "both"]}},
-                      "additionalProperties": False},
-        },
-        "required": ["type"], "additionalProperties": False,
-    }),
-    "step_untoxic": _step("untoxic", {"$ref": "#/$defs/name"}),
-    "step_partition": _step("partition", {
-        "type": "object",
-        "properties": {
-            "isolate": _SEL,
-            "kind": {"enum": ["isolate", "majority_minority", "halves", "bridge",
-                              "majorities_ring", "one_way", "groups"]},
-            "leader_in": {"enum": ["minority", "majority"]},
-            "one_way": {"type": "object", "properties": {"from": _SEL, "to": _SEL},
-                        "required": ["from", "to"], "additionalProperties": False},
-            "groups": {"$ref": "#/$defs/sid_groups"},
-            "port": {"enum": ["election", "quorum", "both"]},
-        },
-        "additionalProperties": False,
-    }, bind=True),
-    "step_heal": _step("heal", {"$ref": "#/$defs/name"}),
-    "step_sleep": _step("sleep", _DUR),
-    "step_repeat": _step("repeat", {
-        "type": "object",
-        "properties": {"times": {"type": "integer", "minimum": 1},
-                       "steps": {"$ref": "#/$defs/steps", "minItems": 1}},
-        "required": ["times", "steps"], "additionalProperties": False,
-    }),
-    "step_choice": _step("choice", {
-        "type": "object",
-        "properties": {"steps": {"type": "array", "minItems": 1,
-                                 "items": {"$ref": "#/$defs/steps", "minItems": 1}}},
-        "required": ["steps"], "additionalProperties": False,
-    }),
-}
+# One entry per registered kind, each from its class: nothing here to keep in step.
+_STEP_DEFS: dict[str, Any] = {f"step_{kind}": _step(kind, cls) for kind, cls in STEP_TYPES.items()}
+assert list(_STEP_DEFS) == [f"step_{k}" for k in STEP_KINDS]
 
 _DEFS.update(_STEP_DEFS)
 _DEFS["step"] = {
@@ -190,6 +126,21 @@ PLAN_SCHEMA: dict[str, Any] = {
     "additionalProperties": False,
     "$defs": _DEFS,
 }
+
+
+def _refs(node: Any) -> Iterator[str]:
+    if isinstance(node, dict):
+        if isinstance(node.get("$ref"), str):
+            yield node["$ref"]
+        for value in node.values():
+            yield from _refs(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from _refs(value)
+
+
+_DANGLING = {r for r in _refs(PLAN_SCHEMA) if r.removeprefix("#/$defs/") not in _DEFS}
+assert not _DANGLING, f"schema references without a definition: {sorted(_DANGLING)}"
 
 
 def schema_json(indent: int | None = 2) -> str:

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from jsonschema import Draft202012Validator
 
-from chaos.plan import (Kill, PlanError, Restart, Wait, WaitCondition, iter_steps, load_plan,
+from chaos.plan import (NodeStep, PlanError, Wait, WaitCondition, iter_steps, load_plan,
                         schema_json)
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -47,8 +47,8 @@ def test_schema_accepts_plan(path):
 
 def test_leader_kill_restarts_the_node_it_killed():
     plan = load_plan(ROOT / "plans" / "leader_kill.yaml")
-    kill = next(s for s in plan.steps if isinstance(s, Kill))
-    restart = next(s for s in plan.steps if isinstance(s, Restart))
+    kill = next(s for s in plan.steps if isinstance(s, NodeStep) and s.kind == "kill")
+    restart = next(s for s in plan.steps if isinstance(s, NodeStep) and s.kind == "restart")
     assert kill.bind_as and restart.target.value == kill.bind_as
     joined = [s for s in plan.steps if isinstance(s, Wait) and s.condition is WaitCondition.JOINED]
     assert joined and joined[0].node == restart.target

@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from jsonschema import Draft202012Validator
 
-from chaos.plan import (PLAN_SCHEMA, DurationError, Ensemble, FrozenDict, Kill, Selector,
+from chaos.plan import (PLAN_SCHEMA, DurationError, Ensemble, FrozenDict, NodeStep, Selector,
                         format_duration, parse_duration, parse_duration_ms, parse_plan,
                         schema_json)
 
@@ -76,7 +76,7 @@ def test_model_is_frozen_and_hashable():
         plan.name = "other"  # type: ignore[misc]
     assert plan == parse_plan(FROZEN_TEXT, "m.yaml")
     assert hash(plan) == hash(parse_plan(FROZEN_TEXT, "m.yaml"))
-    assert plan.steps[0] == Kill(Selector.role("leader"), "x", "steps[0]", "kill leader")
+    assert plan.steps[0] == NodeStep("kill", Selector.role("leader"), "x", "steps[0]", "kill leader")
     with pytest.raises(TypeError):
         plan.ensemble.weights[3] = 1  # type: ignore[index]
 

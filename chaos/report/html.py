@@ -317,7 +317,9 @@ def report_context(journal: Journal | Mapping[str, Any], run_dir: str | os.PathL
     faults = [{"id": f.fault_id, "kind": f.kind, "label": f.label, "start": _fmt_s(f.start),
                "end": _fmt_s(f.end) if f.undone else "never undone",
                "nodes": ", ".join(f"n{s}" for s in f.sids) or "—",
-               "links": [f"n{a}→n{b} {p}" for a, b, p in f.links], "seq": f.seq, "present": f.seq in row_seqs}
+               "summary": links_text(f.links),
+               "links": [f"n{a}→n{b} {p}" for a, b, p in sorted(f.links, key=lambda x: (x[2], x[0], x[1]))],
+               "seq": f.seq, "present": f.seq in row_seqs}
               for f in tl.faults]
     nodes = [{"sid": n.sid, "name": _dash(n.name), "role": _dash(n.role), "weight": _dash(n.weight),
               "group": _dash(n.group), "client_port": _dash(n.client_port), "election_port": _dash(n.election_port),

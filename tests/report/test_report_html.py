@@ -187,7 +187,8 @@ def test_partition_fault_lists_the_links_it_cut(tmp_path):
     html = _html(tmp_path, b.journal(), b)
     row = re.search(r'<tr id="fault-f1" data-fault="f1">(.*?)</tr>', html, re.S).group(1)
     assert re.findall(r'<span class="link">([^<]+)</span>', row) == [
-        "n3→n1 election", "n1→n3 election", "n3→n2 election", "n2→n3 election"]
+        "n1→n3 election", "n2→n3 election", "n3→n1 election", "n3→n2 election"]
+    assert '<b class="summary">n1⇄n3, n2⇄n3 election</b>' in row
     assert "partition cut" in row and "n1, n2, n3" in row
     # and on the timeline, a row of its own under the lanes
     assert re.search(r'<g class="faultrow" data-fault="f1">.*?<text class="faultlabel"[^>]*>'

@@ -25,7 +25,7 @@ from chaos.journal import SCHEMA_VERSION, load
 from chaos.outcome import InvariantResult, Verdict
 from chaos.records import Journal, NodeEvent, Record, Status
 from chaos.report.layout import pack_rows, place_label
-from chaos.report.source import as_journal, judge
+from chaos.report.source import judge
 from chaos.report.timeline import Election, Timeline, build, links_text
 
 __all__ = ["render_report", "render_html", "report_context", "MAX_EVENT_ROWS", "REPORT_NAME"]
@@ -282,9 +282,8 @@ def _target_text(journal: Journal) -> str:
     return text + (" · simulated (in-memory network, virtual clock)" if journal.run.simulated else " · real processes")
 
 
-def report_context(journal: Journal | Mapping[str, Any], run_dir: str | os.PathLike[str] = ".") -> dict[str, Any]:
+def report_context(journal: Journal, run_dir: str | os.PathLike[str] = ".") -> dict[str, Any]:
     """Everything the template shows, computed from the journal alone."""
-    journal = as_journal(journal)
     run_dir = Path(run_dir)
     run, plan = journal.run, journal.plan
     records = journal.in_time_order()
@@ -398,7 +397,7 @@ def report_context(journal: Journal | Mapping[str, Any], run_dir: str | os.PathL
     }
 
 
-def render_html(journal: Journal | Mapping[str, Any], run_dir: str | os.PathLike[str] = ".") -> str:
+def render_html(journal: Journal, run_dir: str | os.PathLike[str] = ".") -> str:
     return _env.get_template("report.html.j2").render(**report_context(journal, run_dir))
 
 

@@ -9,19 +9,18 @@ import datetime as _dt
 import os
 import xml.etree.ElementTree as ET
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Iterable
 
 from chaos.outcome import Verdict
 from chaos.records import Journal
-from chaos.report.source import as_journal, judge
+from chaos.report.source import judge
 
 __all__ = ["junit_suite", "write_junit", "write_junit_many"]
 
 _HIDDEN = ("seq", "t", "mono_ms", "type")
 
 
-def junit_suite(journal: Journal | Mapping[str, Any]) -> ET.Element:
-    journal = as_journal(journal)
+def junit_suite(journal: Journal) -> ET.Element:
     run = journal.run
     name = run.plan_name or journal.plan.name or "unknown_plan"
     results = judge(journal).results
@@ -67,7 +66,7 @@ def junit_suite(journal: Journal | Mapping[str, Any]) -> ET.Element:
     return suite
 
 
-def write_junit_many(journals: Iterable[Journal | Mapping[str, Any]], path: str | os.PathLike[str]) -> Path:
+def write_junit_many(journals: Iterable[Journal], path: str | os.PathLike[str]) -> Path:
     root = ET.Element("testsuites", {"name": "fle-chaos"})
     tests = failures = errors = 0
     total = 0.0
@@ -89,6 +88,6 @@ def write_junit_many(journals: Iterable[Journal | Mapping[str, Any]], path: str 
     return path
 
 
-def write_junit(journal: Journal | Mapping[str, Any], path: str | os.PathLike[str]) -> Path:
+def write_junit(journal: Journal, path: str | os.PathLike[str]) -> Path:
     """One run → ``<testsuites>`` holding its ``<testsuite>``."""
     return write_junit_many([journal], path)

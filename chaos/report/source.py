@@ -1,28 +1,23 @@
-"""What every report reads: a typed :class:`~chaos.records.Journal` and its
-invariant results.
+"""The verdict every report shows: a journal's own invariant results, or,
+for a run that never got to write them, results computed now.
 
 A finished run carries its results in the journal. A run that never got to
 ``finish`` (a crash, a SIGKILL of ``chaos run``) has none: the report then
-judges the partial journal itself with the plan's own invariant selection,
-and never calls such a run ``valid`` — nothing after its last line was seen.
+judges the partial journal itself with the plan's own invariant selection
+(``PlanInfo.invariants``, whichever shape the header holds), and never calls
+such a run ``valid`` — nothing after its last line was seen — though a
+violation it recorded is still ``invalid``.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Mapping
 
 from chaos import invariants as _invariants
 from chaos.outcome import InvariantResult, Verdict, overall
 from chaos.records import Journal, RunFinished
 
-__all__ = ["Judged", "as_journal", "judge"]
-
-
-def as_journal(journal: Journal | Mapping[str, Any]) -> Journal:
-    """The typed journal. A plain mapping (DESIGN §2 JSON, e.g. from a caller
-    still holding ``load(...).to_json()``) is read once, here, at the boundary."""
-    return journal if isinstance(journal, Journal) else Journal.from_json(journal)
+__all__ = ["Judged", "judge"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,7 +29,7 @@ class Judged:
 
 
 def judge(journal: Journal) -> Judged:
-    finished = any(isinstance(r, RunFinished) for r in journal.records)
+    finished = any(True for _ in journal.of_type(RunFinished))
     if journal.invariants:
         return Judged(journal.invariants, Verdict.parse(journal.verdict), False, finished)
     results = tuple(_invariants.check_all(journal, journal.plan.invariants or None))

@@ -49,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
         med = statistics.median(times)
         good = med < BUDGET_S and size < BUDGET_BYTES
         ok &= good
-        print(f"{args.nodes} nodes, {args.seconds:g} s, rounds={rounds}: {len(journal['records'])} records, "
+        print(f"{args.nodes} nodes, {args.seconds:g} s, rounds={rounds}: {len(journal.records)} records, "
               f"journal.json {journal_bytes / 1e6:.2f} MB -> report.html {size / 1e6:.3f} MB, "
               f"render median {med:.3f} s (min {min(times):.3f}, max {max(times):.3f}), junit {junit_s * 1000:.0f} ms"
               f"  [{'ok' if good else 'OVER BUDGET'}]")

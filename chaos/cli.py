@@ -15,33 +15,45 @@ from pathlib import Path
 
 import click
 
+from chaos.outcome import ExitCode
+
 __all__ = ["main", "cli"]
 
-EXIT_OK, EXIT_INVALID, EXIT_USAGE, EXIT_INFRA = 0, 1, 2, 3
 
-
-def _load(path: str):
-    from chaos.plan import PlanError, load_plan  # noqa: F401
-    return load_plan(path)
-
-
-def _plan_error_type():
-    from chaos.plan import PlanError
-    return PlanError
-
-
-def _print_errors(err: Exception) -> None:
-    for e in getattr(err, "errors", None) or [err]:
-        click.echo(str(e), err=True)
+def _load_plans(paths, *, on_error=None) -> tuple[list, bool]:
+    """Load every plan; print each one's errors (all of them, FILE:LINE:COL).
+    Returns the plans that loaded and whether any did not. ``on_error(path,
+    n_errors)`` replaces the printing (``chaos list`` shows a count instead)."""
+    from chaos.plan import PlanError, load_plan
+    loaded, bad = [], False
+    for p in paths:
+        try:
+            loaded.append(load_plan(str(p)))
+        except PlanError as e:
+            bad = True
+            if on_error is not None:
+                on_error(p, len(e.errors))
+            else:
+                for line in e.errors:
+                    click.echo(str(line), err=True)
+        except OSError as e:
+            bad = True
+            click.echo(f"{p}: {e.strerror or e}", err=True)
+    return loaded, bad
 
 
 def _combine(codes: list[int]) -> int:
     """One exit code for several runs: a violation beats an infrastructure
     problem, which beats success."""
-    for c in (EXIT_USAGE, EXIT_INVALID, EXIT_INFRA):
+    for c in (ExitCode.USAGE, ExitCode.INVALID, ExitCode.INFRA):
         if c in codes:
-            return c
-    return EXIT_OK
+            return int(c)
+    return int(ExitCode.OK)
+
+
+def _target_names() -> list[str]:
+    from chaos.targets import TARGETS
+    return sorted(TARGETS)
 
 
 class _Group(click.Group):
@@ -68,13 +80,15 @@ def cli() -> None:
 @click.option("--replay", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
               help="Re-apply the resolved choices of an earlier run.")
 @click.option("--jobs", type=click.IntRange(1), default=1, help="Runs in parallel (separate processes).")
-def run(plans, seed, repeat, out, time_limit, toxiproxy_url, toxiproxy_bin, replay, jobs) -> None:
+@click.option("--target", type=click.Choice(_target_names()), default="fle", show_default=True,
+              help="What runs the plan: our node (fle).")
+def run(plans, seed, repeat, out, time_limit, toxiproxy_url, toxiproxy_bin, replay, jobs, target) -> None:
     """Run PLAN(s); print the seed and where the journal and report are."""
     if toxiproxy_url and toxiproxy_bin:
         raise click.UsageError("--toxiproxy and --toxiproxy-bin exclude each other")
     if not plans and replay is not None:
         from chaos.journal import load as load_journal
-        p = load_journal(replay).get("run", {}).get("plan_path")
+        p = load_journal(replay).run.plan_path
         if not p:
             raise click.UsageError(f"{replay}: the journal names no plan; give PLAN")
         plans = (p,)
@@ -85,20 +99,9 @@ def run(plans, seed, repeat, out, time_limit, toxiproxy_url, toxiproxy_bin, repl
         limit = _seconds(time_limit)
         if limit is None:
             raise click.UsageError(f"--time-limit: expected a duration like 90s, got {time_limit!r}")
-    PlanError = _plan_error_type()
-    loaded = []
-    bad = False
-    for p in plans:
-        try:
-            loaded.append(_load(p))
-        except PlanError as e:
-            _print_errors(e)
-            bad = True
-        except OSError as e:
-            click.echo(f"{p}: {e.strerror or e}", err=True)
-            bad = True
+    loaded, bad = _load_plans(plans)
     if bad:
-        sys.exit(EXIT_USAGE)
+        sys.exit(ExitCode.USAGE)
     runs = [(plan, k) for plan in loaded for k in range(repeat)]
     multi = len(runs) > 1
     if out is not None:
@@ -108,14 +111,14 @@ def run(plans, seed, repeat, out, time_limit, toxiproxy_url, toxiproxy_bin, repl
             raise click.UsageError(f"{used[0]} already holds a run; pick another --out")
     if jobs > 1 and multi:
         sys.exit(_run_parallel(runs, jobs, seed=seed, out=out, limit=limit, toxiproxy_url=toxiproxy_url,
-                               toxiproxy_bin=toxiproxy_bin, replay=replay))
+                               toxiproxy_bin=toxiproxy_bin, replay=replay, target=target))
     codes = []
     for plan, k in runs:
         run_out = out
         if multi and out is not None:
             run_out = out / f"{plan.name}-{k + 1}"
         codes.append(_run_one(plan, _seed_for(plan, seed, k), run_out, limit, toxiproxy_url,
-                              toxiproxy_bin, replay))
+                              toxiproxy_bin, replay, target))
     sys.exit(_combine(codes))
 
 
@@ -141,10 +144,10 @@ def _seconds(text: str) -> float | None:
         return None
 
 
-def _run_one(plan, seed, out, limit, toxiproxy_url, toxiproxy_bin, replay) -> int:
+def _run_one(plan, seed, out, limit, toxiproxy_url, toxiproxy_bin, replay, target) -> int:
     from chaos.runner import RunOptions, run_plan
     opts = RunOptions(plan=plan, seed=seed, out=out, time_limit_s=limit, toxiproxy_url=toxiproxy_url,
-                      toxiproxy_bin=toxiproxy_bin, replay=replay,
+                      toxiproxy_bin=toxiproxy_bin, replay=replay, target=target,
                       command=" ".join(shlex.quote(a) for a in ["chaos", *sys.argv[1:]]))
     result = run_plan(opts)
     click.echo(f"{plan.name}: seed {result.seed}", err=True)
@@ -160,7 +163,7 @@ def _run_one(plan, seed, out, limit, toxiproxy_url, toxiproxy_bin, replay) -> in
     return result.exit_code
 
 
-def _run_parallel(runs, jobs, *, seed, out, limit, toxiproxy_url, toxiproxy_bin, replay) -> int:
+def _run_parallel(runs, jobs, *, seed, out, limit, toxiproxy_url, toxiproxy_bin, replay, target) -> int:
     """Each run in its own `python -m chaos run` process (PDEATHSIG needs the
     spawning thread to live, and a crash of one run must not take the others)."""
     from chaos import procs
@@ -180,7 +183,8 @@ def _run_parallel(runs, jobs, *, seed, out, limit, toxiproxy_url, toxiproxy_bin,
                 plan, k = pending.pop(0)
                 run_out = (out / f"{plan.name}-{k + 1}") if out is not None else default_run_dir(plan.name)
                 run_out.parent.mkdir(parents=True, exist_ok=True)
-                argv = [sys.executable, "-m", "chaos", "run", plan.source_path, "--out", str(run_out)]
+                argv = [sys.executable, "-m", "chaos", "run", plan.source_path, "--out", str(run_out),
+                        "--target", target]
                 run_seed = _seed_for(plan, seed, k)
                 if run_seed is not None:
                     argv += ["--seed", str(run_seed)]
@@ -201,7 +205,7 @@ def _run_parallel(runs, jobs, *, seed, out, limit, toxiproxy_url, toxiproxy_bin,
                 proc, name = item
                 if proc.poll() is not None:
                     active.remove(item)
-                    codes.append(proc.returncode if proc.returncode in (0, 1, 2, 3) else EXIT_INFRA)
+                    codes.append(proc.returncode if proc.returncode in set(ExitCode) else int(ExitCode.INFRA))
     except KeyboardInterrupt:
         _signal.signal(_signal.SIGINT, _signal.SIG_IGN)
         _signal.signal(_signal.SIGTERM, _signal.SIG_IGN)
@@ -218,7 +222,7 @@ def _run_parallel(runs, jobs, *, seed, out, limit, toxiproxy_url, toxiproxy_bin,
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
-        return EXIT_INFRA
+        return int(ExitCode.INFRA)
     return _combine(codes)
 
 
@@ -226,37 +230,25 @@ def _run_parallel(runs, jobs, *, seed, out, limit, toxiproxy_url, toxiproxy_bin,
 @click.argument("plans", nargs=-1, required=True)
 def validate(plans) -> None:
     """Check PLAN(s); print every error; exit 2 if any."""
-    PlanError = _plan_error_type()
-    bad = False
-    for p in plans:
-        try:
-            plan = _load(p)
-            click.echo(f"{p}: ok ({plan.name}, {len(plan.steps)} steps)")
-        except PlanError as e:
-            _print_errors(e)
-            bad = True
-        except OSError as e:
-            click.echo(f"{p}: {e.strerror or e}", err=True)
-            bad = True
-    sys.exit(EXIT_USAGE if bad else EXIT_OK)
+    loaded, bad = _load_plans(plans)
+    for plan in loaded:
+        click.echo(f"{plan.source_path}: ok ({plan.name}, {len(plan.steps)} steps)")
+    sys.exit(ExitCode.USAGE if bad else ExitCode.OK)
 
 
 @cli.command("list")
 @click.option("--dir", "plan_dir", type=click.Path(file_okay=False, path_type=Path), default=Path("plans"))
 def list_plans(plan_dir: Path) -> None:
     """The plans in plans/ and what each proves."""
-    PlanError = _plan_error_type()
     files = sorted(plan_dir.glob("*.yaml")) + sorted(plan_dir.glob("*.yml"))
     if not files:
         click.echo(f"no plans in {plan_dir}", err=True)
-        sys.exit(EXIT_USAGE)
+        sys.exit(ExitCode.USAGE)
     for f in files:
-        try:
-            plan = _load(str(f))
+        loaded, _ = _load_plans([f], on_error=lambda p, n: click.echo(f"{str(p):40} INVALID ({n} error(s))"))
+        for plan in loaded:
             first = (plan.description.strip().splitlines() or [""])[0]
             click.echo(f"{str(f):40} {first}")
-        except PlanError as e:
-            click.echo(f"{str(f):40} INVALID ({len(e.errors)} error(s))")
 
 
 @cli.command()
@@ -278,7 +270,7 @@ def report(run_dir: Path) -> None:
         journal = load(run_dir)
     except JournalError as e:
         click.echo(str(e), err=True)
-        sys.exit(EXIT_USAGE)
+        sys.exit(ExitCode.USAGE)
     path = render_report(run_dir)
     write_junit(journal, run_dir / "junit.xml")
     if is_reports_folder(run_dir.resolve().parent):

@@ -38,7 +38,7 @@ from typing import Any, Callable, Iterable, Iterator, Mapping
 
 from chaos.outcome import InvariantResult, Verdict, overall
 from chaos.records import (Fault, Journal, LogSummary, NodeEvent, Process, Record, Status, StepFinished,
-                           StepStarted)
+                           StepStarted, Teardown)
 from zkrules.quorum import QuorumHierarchical
 from zkrules.vote import zxid_counter, zxid_epoch
 
@@ -488,8 +488,8 @@ def convergence(ctx: Context, spec: Mapping[str, Any]) -> Finding:
     last_seen: dict[int, int] = {}  # sid -> last record about it, as of the deadline
     for i, r in enumerate(records):
         after = last is None or i > last
-        if after and r.t > deadline:
-            break
+        if (after and r.t > deadline) or isinstance(r, Teardown):
+            break  # past the bound, or the harness is ending the run
         nodes = ctx.states[i]
         sid = _sid(r)
         if sid is not None and not isinstance(r, LogSummary):
@@ -504,6 +504,12 @@ def convergence(ctx: Context, spec: Mapping[str, Any]) -> Finding:
                 f"{max(0.0, r.t - t0):.2f} s after {since} (bound {within:g} s)")
     live = [s for s in ctx.voters if s in nodes and nodes[s].live]
     end_t = max(r.t for r in records)
+    teardown = next((r.t for r in records if isinstance(r, Teardown)), None)
+    if teardown is not None and teardown < deadline and (last is None or records[last].t <= deadline):
+        # The harness ended the run (interrupt, failed step) inside the bound:
+        # what happened after is its doing, and the bound was never given.
+        return Finding.unknown(f"the run was torn down {max(0.0, teardown - t0):.1f} s into the "
+                               f"{within:g} s bound after {since}, before the voters agreed")
     if not ctx.voters.is_quorum(live) and end_t >= deadline:
         return Finding.valid(f"not applicable: no quorum of voters is alive after {since}")
     if end_t < deadline and not ctx.ended:

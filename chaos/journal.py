@@ -5,16 +5,16 @@ Theory of operation. A run appends one JSON object per line to
 orchestrator) still leaves everything up to the last line on disk. Two kinds of
 line exist: ``{"header": {...}}`` lines carry the parts of the journal that are
 not records (``run``, ``plan``, ``nodes``, ``links``; later headers update
-earlier ones key by key), and every other line is one record
-(``{"seq", "t", "mono_ms", "type", ...}``). At the end :meth:`JournalWriter.finish`
-writes ``RUN_DIR/journal.json`` — the whole journal as one object (DESIGN.md §2)
-— atomically. :func:`load` prefers ``journal.json`` and otherwise rebuilds the
-same object from the lines, so a report can be rendered for a crashed run.
+earlier ones key by key), and every other line is one typed record
+(:mod:`chaos.records`). At the end :meth:`JournalWriter.finish` writes
+``RUN_DIR/journal.json`` — the whole journal as one object (DESIGN.md §2) —
+atomically. :func:`load` prefers ``journal.json`` and otherwise rebuilds the
+same :class:`~chaos.records.Journal` from the lines, so a report can be
+rendered for a crashed run.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import tempfile
@@ -23,25 +23,18 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
-__all__ = [
-    "SCHEMA_VERSION",
-    "JOURNAL_JSON",
-    "JOURNAL_JSONL",
-    "JournalError",
-    "JournalWriter",
-    "load",
-    "empty_journal",
-]
+from chaos.outcome import InvariantResult, Verdict
+from chaos.records import (SCHEMA_VERSION, Fault, Journal, LogSummary, Process, Record, RunFinished,
+                           RunStarted, StepFinished, StepStarted, _plain)
 
-SCHEMA_VERSION = 1
+__all__ = ["SCHEMA_VERSION", "JOURNAL_JSON", "JOURNAL_JSONL", "JournalError", "JournalWriter", "load"]
+
 JOURNAL_JSON = "journal.json"
 JOURNAL_JSONL = "journal.jsonl"
 
 # Records a post-mortem cannot do without: fsync'd so they survive a machine
 # crash, not just a process crash. Status/node_event lines are only flushed.
-_IMPORTANT = frozenset(
-    {"run_started", "run_finished", "fault", "process", "step_started", "step_finished", "log_summary"}
-)
+_IMPORTANT = (RunStarted, RunFinished, Fault, Process, StepStarted, StepFinished, LogSummary)
 _HEADER_KEYS = ("run", "plan", "nodes", "links")
 
 
@@ -50,33 +43,9 @@ class JournalError(Exception):
     the run as an infrastructure failure (exit 3), not as a verdict."""
 
 
-def empty_journal() -> dict[str, Any]:
-    return {
-        "schema_version": SCHEMA_VERSION,
-        "run": {},
-        "plan": {},
-        "nodes": [],
-        "links": [],
-        "records": [],
-        "invariants": [],
-        "verdict": "unknown",
-    }
-
-
-def _plain(value: Any) -> Any:
-    """Make invariant results (dataclasses, tuples) JSON-ready."""
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
-    if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    return value
-
-
 class JournalWriter:
-    """Appends records to ``journal.jsonl``; thread-safe, usable from asyncio
-    tasks and from helper threads alike.
+    """Appends typed records to ``journal.jsonl``; thread-safe, usable from
+    asyncio tasks and from helper threads alike.
 
     ``clock`` returns monotonic seconds (machine-wide CLOCK_MONOTONIC, the
     same clock nodes put in their ``mono_ms``), so a node event can be placed
@@ -98,20 +67,23 @@ class JournalWriter:
         self._started_at = wall_clock()
         self._lock = threading.Lock()
         self._seq = 0
-        self._journal = empty_journal()
-        self._journal["run"] = {"started_at": self._started_at}
+        self._header: dict[str, Any] = {"run": {"started_at": self._started_at}, "plan": {},
+                                        "nodes": [], "links": []}
+        self._records: list[Record] = []
         self._fh = open(self.run_dir / JOURNAL_JSONL, "w", encoding="utf-8", buffering=1)
-        self._write_line({"header": {"schema_version": SCHEMA_VERSION, "run": {"started_at": self._started_at}}}, sync=True)
+        self._write_line({"header": {"schema_version": SCHEMA_VERSION, "run": {"started_at": self._started_at}}},
+                         sync=True)
 
     @property
     def start_mono_ms(self) -> float:
         return self._start_mono_ms
 
-    @property
-    def journal(self) -> dict[str, Any]:
-        """The live journal object (records so far); invariants can run on it
-        during the run. Treat it as read-only."""
-        return self._journal
+    def snapshot(self) -> Journal:
+        """The journal so far, typed; invariants run on it during the run."""
+        with self._lock:
+            header = {k: v for k, v in self._header.items()}
+            records = tuple(self._records)
+        return Journal.from_json({"schema_version": SCHEMA_VERSION, **header, "records": []}).with_records(records)
 
     def _write_line(self, obj: dict[str, Any], *, sync: bool) -> None:
         self._fh.write(json.dumps(obj, separators=(",", ":"), default=str) + "\n")
@@ -129,22 +101,22 @@ class JournalWriter:
             for key, value in parts.items():
                 value = _plain(value)
                 if key == "run":
-                    self._journal["run"].update(value)
-                    header["run"] = value
+                    self._header["run"].update(value)
                 else:
-                    self._journal[key] = value
-                    header[key] = value
+                    self._header[key] = value
+                header[key] = value
             self._write_line({"header": header}, sync=True)
 
-    def record(self, type: str, **fields: Any) -> int:
-        """Append one record and return its seq.
+    def record(self, cls: type[Record], /, **fields: Any) -> Record:
+        """Append one record of class ``cls`` and return it.
 
         ``mono_ms`` may be passed (e.g. a node's own timestamp for a
-        ``node_event``); ``t`` is then derived from it. Otherwise both come
-        from the writer's clock.
+        ``NodeEvent``); ``t`` is then derived from it. Otherwise both come
+        from the writer's clock. Unknown field names raise TypeError: the
+        record classes are the schema.
         """
-        if "seq" in fields or "type" in fields:
-            raise TypeError("record(): 'seq' and 'type' are assigned by the journal")
+        if "seq" in fields:
+            raise TypeError("record(): 'seq' is assigned by the journal")
         with self._lock:
             self._seq += 1
             mono_ms = fields.pop("mono_ms", None)
@@ -153,32 +125,36 @@ class JournalWriter:
             t = fields.pop("t", None)
             if t is None:
                 t = (mono_ms - self._start_mono_ms) / 1000.0
-            rec = {"seq": self._seq, "t": round(t, 6), "mono_ms": round(mono_ms, 3), "type": type}
-            rec.update(_plain(fields))
-            self._journal["records"].append(rec)
-            self._write_line(rec, sync=type in _IMPORTANT)
-            return self._seq
+            rec = cls.from_json({**_plain(fields), "seq": self._seq, "t": round(t, 6),
+                                 "mono_ms": round(mono_ms, 3), "type": cls.type}) \
+                if cls.type else None
+            if rec is None or type(rec) is not cls:
+                raise TypeError(f"record(): {cls.__name__} is not a registered record type")
+            if rec.extra:
+                raise TypeError(f"record(): {cls.__name__} has no field(s) {sorted(rec.extra)}")
+            self._records.append(rec)
+            self._write_line(rec.to_json(), sync=isinstance(rec, _IMPORTANT))
+            return rec
 
-    def finish(self, invariants: Iterable[Any], verdict: str, exit_code: int) -> Path:
+    def finish(self, invariants: Iterable[InvariantResult], verdict: str, exit_code: int) -> Path:
         """Record ``run_finished`` and write ``journal.json`` atomically."""
-        self.record("run_finished", verdict=verdict, exit_code=exit_code)
+        self.record(RunFinished, verdict=str(verdict), exit_code=int(exit_code))
         with self._lock:
             finished = self._wall()
-            run = self._journal["run"]
-            run.update(
-                finished_at=finished,
-                duration_s=round(finished - run.get("started_at", self._started_at), 3),
-                exit_code=exit_code,
-                verdict=verdict,
-            )
-            self._journal["invariants"] = _plain(list(invariants))
-            self._journal["verdict"] = verdict
-            self._write_line({"header": {"run": run, "invariants": self._journal["invariants"], "verdict": verdict}}, sync=True)
+            run = self._header["run"]
+            run.update(finished_at=finished,
+                       duration_s=round(finished - run.get("started_at", self._started_at), 3),
+                       exit_code=int(exit_code), verdict=str(verdict))
+            results = [r.to_json() for r in invariants]
+            self._write_line({"header": {"run": run, "invariants": results, "verdict": str(verdict)}}, sync=True)
+            whole = {"schema_version": SCHEMA_VERSION, **self._header,
+                     "records": [r.to_json() for r in self._records],
+                     "invariants": results, "verdict": str(verdict)}
             path = self.run_dir / JOURNAL_JSON
             fd, tmp = tempfile.mkstemp(prefix=".journal.", suffix=".tmp", dir=self.run_dir)
             try:
                 with os.fdopen(fd, "w", encoding="utf-8") as out:
-                    json.dump(self._journal, out, separators=(",", ":"), default=str)
+                    json.dump(whole, out, separators=(",", ":"), default=str)
                     out.flush()
                     os.fsync(out.fileno())
                 os.replace(tmp, path)
@@ -199,24 +175,9 @@ class JournalWriter:
         self.close()
 
 
-def _normalise(journal: dict[str, Any]) -> dict[str, Any]:
-    """Fill the keys a reader may rely on; keep everything else as found."""
-    out = empty_journal()
-    out["schema_version"] = journal.get("schema_version")
-    for key, value in journal.items():
-        out[key] = value
-    for key, kind in (("run", dict), ("plan", dict), ("nodes", list), ("links", list), ("records", list), ("invariants", list)):
-        if not isinstance(out.get(key), kind):
-            out[key] = kind()
-    out["records"] = [r for r in out["records"] if isinstance(r, dict)]
-    if out.get("verdict") not in ("valid", "invalid", "unknown"):
-        out["verdict"] = "unknown"
-    return out
-
-
 def _rebuild(lines: Iterable[str]) -> dict[str, Any]:
-    journal = empty_journal()
-    journal["schema_version"] = None
+    journal: dict[str, Any] = {"schema_version": None, "run": {}, "plan": {}, "nodes": [], "links": [],
+                               "records": [], "invariants": [], "verdict": Verdict.UNKNOWN.value}
     finished = False
     for line in lines:
         line = line.strip()
@@ -237,19 +198,20 @@ def _rebuild(lines: Iterable[str]) -> dict[str, Any]:
                     journal[key] = value
         elif "seq" in obj and "type" in obj:
             journal["records"].append(obj)
-            if obj.get("type") == "run_finished":
+            if obj.get("type") == RunFinished.type:
                 finished = True
-    journal["records"].sort(key=lambda r: r.get("seq", 0))
+    journal["records"].sort(key=lambda r: r.get("seq", 0) if isinstance(r.get("seq"), int) else 0)
     journal["rebuilt"] = True
     if not finished:
-        journal["verdict"] = "unknown"
+        journal["verdict"] = Verdict.UNKNOWN.value
     return journal
 
 
-def load(run_dir: str | os.PathLike[str]) -> dict[str, Any]:
+def load(run_dir: str | os.PathLike[str]) -> Journal:
     """Read a run's journal: ``journal.json`` if present and intact, else the
     ``journal.jsonl`` lines (crash recovery; the result then has
-    ``"rebuilt": true`` and no invariants unless the run got to ``finish``).
+    ``rebuilt=True`` and no invariants unless the run got to ``finish``).
+    Schema versions 1 and 2 are read.
 
     ``run_dir`` may also name either file directly.
     """
@@ -269,8 +231,8 @@ def load(run_dir: str | os.PathLike[str]) -> dict[str, Any]:
             except (ValueError, OSError):
                 continue
             if isinstance(obj, dict):
-                return _normalise(obj)
+                return Journal.from_json(obj)
         else:
             with open(candidate, encoding="utf-8", errors="replace") as fh:
-                return _normalise(_rebuild(fh))
+                return Journal.from_json(_rebuild(fh))
     raise JournalError(f"{run_dir_path}: no {JOURNAL_JSON} or {JOURNAL_JSONL}")

@@ -64,6 +64,7 @@ class _Fault:
     kind: str
     links: list[Link]
     toxics: list[AppliedToxic] = field(default_factory=list)
+    disabled: list[str] = field(default_factory=list)   # proxies this fault holds down
 
 
 class LinkFaults:
@@ -82,6 +83,7 @@ class LinkFaults:
         self.listen_ports = dict(listen_ports)
         self.host = host
         self.created: list[str] = []
+        self._down: dict[str, int] = {}   # proxy -> how many faults hold it disabled
         self.faults: dict[str, _Fault] = {}
 
     @staticmethod
@@ -137,12 +139,39 @@ class LinkFaults:
         self.add_toxic(fault_id, "partition", links, BLACKHOLE["type"], BLACKHOLE["attributes"])
         return links
 
+    def down(self, fault_id: str, links: Iterable[Link]) -> list[Link]:
+        """Disable the proxy of every directed link (Toxiproxy's ``enabled:
+        false``, which closes its connections and refuses new ones) — the
+        plan-level ``down`` fault. A proxy held down by two faults comes back
+        only when both are undone."""
+        if fault_id in self.faults:
+            raise ValueError(f"fault {fault_id} already applied")
+        links = list(dict.fromkeys(links))
+        fault = _Fault(fault_id, "down", links)
+        self.faults[fault_id] = fault
+        for a, b, p in links:
+            name = proxy_name(self.run_id, a, b, p)
+            if self._down.get(name, 0) == 0:
+                self.client.set_enabled(name, False)
+            self._down[name] = self._down.get(name, 0) + 1
+            fault.disabled.append(name)
+        return links
+
     def undo(self, fault_id: str) -> list[Link]:
-        """Remove every toxic of a fault; an already missing toxic counts as removed."""
+        """Remove every toxic of a fault and re-enable the proxies it held
+        down; an already missing toxic counts as removed."""
         fault = self.faults.pop(fault_id, None)
         if fault is None:
             return []
         errors = []
+        for name in reversed(fault.disabled):
+            self._down[name] -= 1
+            if self._down[name] == 0:
+                del self._down[name]
+                try:
+                    self.client.set_enabled(name, True)
+                except Exception as e:
+                    errors.append(f"{name}: {e}")
         for t in reversed(fault.toxics):
             try:
                 self.client.remove_toxic(t.proxy, t.name)
@@ -150,15 +179,8 @@ class LinkFaults:
                 if getattr(e, "status", None) != 404:
                     errors.append(f"{t.proxy}/{t.name}: {e}")
         if errors:
-            raise RuntimeError("could not remove toxics: " + "; ".join(errors))
+            raise RuntimeError("could not undo: " + "; ".join(errors))
         return fault.links
-
-    def active(self, kind: str | None = None) -> list[str]:
-        return [f for f, x in self.faults.items() if kind is None or x.kind == kind]
-
-    def links_of(self, fault_id: str) -> list[Link]:
-        f = self.faults.get(fault_id)
-        return list(f.links) if f else []
 
     def blocked_pairs(self) -> set[tuple[int, int]]:
         """Who cannot reach whom right now (any port)."""

@@ -18,6 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
+from chaos.records import NodeEvent, Status
+
 __all__ = ["NodeStatus", "Observer", "query_fles", "parse_fles", "STATUS_KEYS"]
 
 STATUS_KEYS = ("up", "state", "leader", "epoch", "accepted_epoch", "zxid", "logical_clock", "synced")
@@ -161,7 +163,7 @@ class Observer:
             # the journal first, so record order follows causality (a
             # restarted node's node_started precedes its first status).
             self.drain_events()
-            self.journal.record("status", sid=new.sid, **new.record_fields())
+            self.journal.record(Status, sid=new.sid, **new.record_fields())
             if self.on_change:
                 self.on_change(old, new)
 
@@ -250,7 +252,8 @@ class Observer:
         try:
             ev = json.loads(line)
         except ValueError:
-            self.journal.record("node_event", sid=sid, event="unparsable_line", text=line[:200].decode("utf-8", "replace"))
+            self.journal.record(NodeEvent, sid=sid, event="unparsable_line",
+                                data={"text": line[:200].decode("utf-8", "replace")})
             return 1
         if not isinstance(ev, dict):
             return 0
@@ -262,8 +265,8 @@ class Observer:
         kw: dict[str, Any] = {}
         if isinstance(ev.get("mono_ms"), (int, float)):
             kw["mono_ms"] = float(ev["mono_ms"])
-        self.journal.record("node_event", sid=ev.get("sid", sid), event=ev.get("event", "?"),
-                            node_ts=ev.get("ts"), **kw, **fields)
+        self.journal.record(NodeEvent, sid=ev.get("sid", sid), event=ev.get("event", "?"),
+                            node_ts=ev.get("ts"), data=fields, **kw)
         if self.on_event:
             self.on_event({"sid": ev.get("sid", sid), **ev})
         return 1

@@ -29,7 +29,7 @@ from chaos.outcome import InvariantResult, Verdict
 __all__ = [
     "SCHEMA_VERSION", "READABLE_VERSIONS", "Link", "Record", "RECORD_TYPES", "record_type",
     "RunStarted", "StepStarted", "StepFinished", "Fault", "Process", "NodeEvent", "Status",
-    "LogSummary", "RunFinished", "UnknownRecord", "RunInfo", "TargetInfo", "ToxiproxyInfo",
+    "LogSummary", "Teardown", "RunFinished", "UnknownRecord", "RunInfo", "TargetInfo", "ToxiproxyInfo",
     "NodeInfo", "LinkInfo", "PlanInfo", "Journal", "END_MARKERS",
 ]
 
@@ -92,8 +92,10 @@ def _str(v: Any) -> str | None:
 
 
 def _links(v: Any) -> tuple[Link, ...]:
-    out = []
-    for item in v or ():
+    out: list[Link] = []
+    if not isinstance(v, (list, tuple)):
+        return ()
+    for item in v:
         if isinstance(item, (list, tuple)) and len(item) == 3:
             a, b, p = item
             if _int(a) is not None and _int(b) is not None:
@@ -303,6 +305,17 @@ class LogSummary(Record):
 
 @record_type
 @dataclass(frozen=True, slots=True, kw_only=True)
+class Teardown(Record):
+    """The harness began ending the run (``reason``: finished, interrupted,
+    failed). Nodes stopped and faults undone after it are the harness's doing,
+    so liveness is observed only up to here."""
+
+    type: ClassVar[str] = "teardown"
+    reason: str = ""
+
+
+@record_type
+@dataclass(frozen=True, slots=True, kw_only=True)
 class RunFinished(Record):
     type: ClassVar[str] = "run_finished"
     verdict: str = "unknown"
@@ -334,7 +347,7 @@ class UnknownRecord(Record):
                    extra=_frozen(extra))
 
 
-END_MARKERS = (LogSummary, RunFinished)
+END_MARKERS = (Teardown, LogSummary, RunFinished)
 """Records that only exist once the run is over: a liveness property not yet
 met is ``unknown`` before them and ``invalid`` after."""
 

@@ -1,4 +1,4 @@
-"""The node processes of one run: their directories, zoo.cfg files and signals.
+"""The ``fle`` target: our own node processes, their directories, zoo.cfg files and signals.
 
 Layout inside the run dir (DESIGN.md §1 is the only contract with the node)::
 
@@ -26,9 +26,9 @@ import psutil
 from chaos import procs
 from chaos.plan.model import Ensemble as EnsembleSpec
 
-__all__ = ["NodeInfo", "ProcState", "Ensemble", "PROJECT_ROOT", "MAX_NOTIFICATION_INTERVAL_MS"]
+__all__ = ["NodeInfo", "ProcState", "FleTarget", "PROJECT_ROOT", "MAX_NOTIFICATION_INTERVAL_MS"]
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
+PROJECT_ROOT = Path(__file__).resolve().parent.parent.parent
 # ZooKeeper caps the notification back-off at 60 s; a plan that heals a
 # partition and expects convergence within seconds needs a lower cap.
 MAX_NOTIFICATION_INTERVAL_MS = 2000
@@ -69,9 +69,11 @@ class NodeInfo:
                 "events_path": str(self.events_path)}
 
 
-class Ensemble:
+class FleTarget:
     """Owns the node processes of one run. Call from the main thread only
     (see :mod:`chaos.procs` on PDEATHSIG)."""
+
+    kind = "fle"
 
     def __init__(self, run_dir: Path, spec: EnsembleSpec, real_ports: Iterable[int],
                  link_ports: LinkPorts, *, registry: procs.RunRegistry | None = None,
@@ -102,7 +104,7 @@ class Ensemble:
     def zoo_cfg(self, sid: int) -> str:
         s, me = self.spec, self.nodes[sid]
         lines = [
-            f"# written by chaos.ensemble for node {sid}",
+            f"# written by chaos.targets.fle for node {sid}",
             f"tickTime={s.tick_time_ms}",
             f"initLimit={s.init_limit}",
             f"syncLimit={s.sync_limit}",
@@ -269,3 +271,24 @@ class Ensemble:
 
     def header(self) -> list[dict]:
         return [n.to_json() for n in self.nodes.values()]
+
+    def version(self) -> str | None:
+        from importlib.metadata import PackageNotFoundError, version
+        try:
+            return version("fle-chaos")
+        except PackageNotFoundError:
+            return None
+
+    def endpoints(self) -> dict[int, tuple[int, Path | None]]:
+        return {s: (n.client_port, n.events_path) for s, n in self.nodes.items()}
+
+    def log_summary(self, sid: int) -> dict:
+        """The node's txn log as ``LogSummary`` fields, read without writing."""
+        from zkrules.txnlog import summarize_log
+        n = self.nodes[sid]
+        if not n.data_dir.is_dir():
+            return {"runs": None, "error": "no dataDir"}
+        s = summarize_log(n.data_dir)
+        if s.error:
+            return {"runs": None, "error": s.error}
+        return {"runs": [list(r) for r in s.runs], "last_committed_zxid": s.last_committed_zxid}

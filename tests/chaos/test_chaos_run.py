@@ -207,7 +207,7 @@ def test_sigkill_leaves_nothing_and_next_run_is_clean(tmp_path):
     # the crashed run's journal is still readable
     from chaos.journal import load
     j = load(out)
-    assert j.get("rebuilt") and records(j, "fault", phase="effective")
+    assert j.rebuilt and records(j.to_json(), "fault", phase="effective")
 
 
 @pytest.mark.slow

@@ -6,10 +6,11 @@ import socket
 import threading
 import time
 
-from chaos.ensemble import Ensemble
+from chaos.targets.fle import FleTarget as Ensemble
 from chaos.journal import JournalWriter
 from chaos.links import LinkFaults
 from chaos.observe import NodeStatus, Observer, parse_fles, query_fles
+from chaos.records import NodeEvent, Status
 from chaos.plan.model import Ensemble as Spec
 from chaos.plan.model import FrozenDict
 
@@ -107,10 +108,10 @@ def test_event_tail_keeps_partial_lines_and_node_time(tmp_path):
     with open(ev, "a") as fh:
         fh.write(line2[10:] + "\n")
     assert obs.drain_events() == 1
-    recs = [r for r in j.journal["records"] if r["type"] == "node_event"]
-    assert [r["event"] for r in recs] == ["state_changed", "epoch_established"]
-    assert recs[0]["from"] == "LOOKING" and recs[0]["node_ts"] == 1.5 and recs[0]["t"] == 0.25
-    assert recs[1]["epoch"] == 3 and recs[1]["node_type"] == "odd"
+    recs = list(j.snapshot().of_type(NodeEvent))
+    assert [r.event for r in recs] == ["state_changed", "epoch_established"]
+    assert recs[0].get("from") == "LOOKING" and recs[0].node_ts == 1.5 and recs[0].t == 0.25
+    assert recs[1].get("epoch") == 3 and recs[1].get("node_type") == "odd"
     j.close()
 
 
@@ -123,7 +124,7 @@ def test_status_records_only_changes_and_drops_stale_polls(tmp_path):
     gen_before_kill = 0
     obs.mark_down(1)                      # the orchestrator killed it
     obs._set(up, gen_before_kill)         # a poll answered before the kill lands late
-    states = [(r["up"], r["state"]) for r in j.journal["records"] if r["type"] == "status"]
+    states = [(r.up, r.state) for r in j.snapshot().of_type(Status)]
     assert states == [(True, "LEADING"), (False, None)]
     assert obs.view()[1].up is False
     j.close()

@@ -219,6 +219,33 @@ def test_convergence_on_partial_journal_still_within_bound_is_unknown():
     assert convergence(journal(b, finished=False), {"within": 15}).verdict == "unknown"
 
 
+def test_teardown_inside_the_bound_is_unknown_not_a_liveness_failure():
+    """An interrupted run: the harness undoes the faults and stops every node
+    2 s into a 15 s bound. The voters never agreed, but the bound was never given."""
+    b, _ = formed()
+    b.fault("requested", "f1", "partition", {"isolate": 3})
+    b.advance(2)
+    b.status(1, "LOOKING", -1)
+    b.rec("teardown", reason="interrupted")
+    b.fault("undone", "f1", "partition", {"isolate": 3})
+    for sid in (1, 2, 3):
+        b.rec("process", sid=sid, action="stopped", pid=100 + sid, exit_code=0)
+    r = convergence(journal(b), {"within": 15})
+    assert r.verdict == "unknown" and "torn down" in r.message
+
+
+def test_teardown_after_the_bound_still_judges_the_failure():
+    b, _ = formed()
+    b.fault("requested", "f1", "partition", {"isolate": 3})
+    b.fault("undone", "f1", "partition", {"isolate": 3})
+    b.advance(0.5)
+    b.status(1, "LOOKING", -1)
+    b.advance(6)
+    b.rec("teardown", reason="finished")
+    r = convergence(journal(b), {"within": 5})
+    assert r.verdict == "invalid"
+
+
 # ---------------------------------------------------------------- out_of_election_join
 
 

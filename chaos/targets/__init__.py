@@ -1,0 +1,70 @@
+"""Targets: what a run starts, signals and observes behind one interface.
+
+Theory of operation. The step handlers never start a process or read a node's
+files themselves; they call the :class:`Target` of the run (``kill(sid)``,
+``restart(sid)``, ``is_running(sid)`` …), and the observer asks it where each
+node answers four-letter words and writes events. A second implementation
+(real ZooKeeper servers, issue 10) registers here under its own kind and plugs
+in without touching the handlers. ``fle`` — our own node — is the default.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable, Iterable, Mapping, Protocol
+
+from chaos import procs
+from chaos.plan.model import Ensemble as EnsembleSpec
+
+__all__ = ["Target", "TargetFactory", "TARGETS", "register_target", "create_target", "NodeEndpoints"]
+
+NodeEndpoints = Mapping[int, tuple[int, Path | None]]
+"""sid -> (client port answering 4lw, events.jsonl path or None)."""
+
+
+class Target(Protocol):
+    kind: str
+
+    def version(self) -> str | None: ...
+    def header(self) -> list[dict]: ...
+    def endpoints(self) -> NodeEndpoints: ...
+    def write_configs(self) -> None: ...
+    def start_all(self) -> None: ...
+    def start(self, sid: int) -> int: ...
+    def kill(self, sid: int) -> int | None: ...
+    def pause(self, sid: int) -> None: ...
+    def resume(self, sid: int) -> None: ...
+    def stop(self, sid: int, timeout: float = 10.0) -> int | None: ...
+    def restart(self, sid: int) -> int: ...
+    def is_running(self, sid: int) -> bool: ...
+    def poll_exits(self) -> list[tuple[int, int | None]]: ...
+    def shutdown(self, timeout: float = 5.0) -> None: ...
+    def log_summary(self, sid: int) -> dict: ...
+
+
+class TargetFactory(Protocol):
+    def __call__(self, run_dir: Path, spec: EnsembleSpec, real_ports: Iterable[int],
+                 link_ports: Mapping[tuple[int, int, str], int], *, registry: procs.RunRegistry | None,
+                 on_process: Callable[..., None]) -> Target: ...
+
+
+TARGETS: dict[str, TargetFactory] = {}
+
+
+def register_target(kind: str, factory: TargetFactory) -> None:
+    TARGETS[kind] = factory
+
+
+def create_target(kind: str, *args, **kwargs) -> Target:
+    try:
+        factory = TARGETS[kind]
+    except KeyError:
+        raise ValueError(f"unknown target {kind!r}; known: {', '.join(sorted(TARGETS))}") from None
+    return factory(*args, **kwargs)
+
+
+def _register_builtin() -> None:
+    from chaos.targets.fle import FleTarget
+    register_target("fle", FleTarget)
+
+
+_register_builtin()

@@ -269,3 +269,36 @@ def test_any_matrix_lands_on_exactly_the_streams_carrying_each_blocked_direction
     finally:
         lf.undo(fid)
     assert all(not client.list_toxics(proxy_name(lf.run_id, a, b, p)) for a, b, p in LinkFaults.all_links(SIDS))
+
+
+def test_down_disables_the_links_proxies_closes_their_connections_and_counts_overlaps(mesh):
+    """The plan-level `down` fault: Toxiproxy's enabled=false on the proxy of
+    each directed link; a proxy two faults hold down comes back after both."""
+    lf, _, client = mesh
+    c12 = dial(lf, 1, 2)
+    try:
+        assert b"hi from 2" in recv_for(c12, 1.0)
+        lf.down("d1", [(1, 2, "election")])
+        lf.down("d2", [(1, 2, "election"), (1, 3, "election")])
+        name12, name13 = proxy_name(lf.run_id, 1, 2, "election"), proxy_name(lf.run_id, 1, 3, "election")
+        assert not client.get_proxy(name12).enabled and not client.get_proxy(name13).enabled
+        assert client.get_proxy(proxy_name(lf.run_id, 2, 1, "election")).enabled
+        assert recv_for(c12, 1.0) == b""  # the live connection was closed
+        with pytest.raises(OSError):
+            s = dial(lf, 1, 2)
+            try:
+                if s.recv(16) == b"":
+                    raise ConnectionResetError("closed at once")
+            finally:
+                s.close()
+        assert lf.undo("d1") == [(1, 2, "election")]
+        assert not client.get_proxy(name12).enabled  # d2 still holds it
+        lf.undo("d2")
+        assert client.get_proxy(name12).enabled and client.get_proxy(name13).enabled
+        again = dial(lf, 1, 2)
+        try:
+            assert b"hi from 2" in recv_for(again, 1.0)
+        finally:
+            again.close()
+    finally:
+        c12.close()

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field, fields
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Callable, ClassVar, Iterator, Mapping, TypeVar, Union
 
+from chaos.invariants import INVARIANTS as _INVARIANTS
 from chaos.toxiproxy.catalog import TOXIC_TYPES as SERVER_TOXIC_TYPES
 from chaos.toxiproxy.catalog import AttributeSpec, Unit
 
@@ -37,8 +38,8 @@ __all__ = [
     "PLAN_TOXIC_TYPES", "PLAN_FAULT_TYPES", "SERVER_ONLY_TOXICS", "DEFAULT_WAIT_TIMEOUT_S",
 ]
 
-INVARIANT_NAMES = ("single_leader", "convergence", "out_of_election_join",
-                   "leader_validity", "no_committed_txn_lost")
+# The invariants' own registry is the list of names a plan may tune.
+INVARIANT_NAMES: tuple[str, ...] = tuple(_INVARIANTS)
 
 
 class FrozenDict(Mapping[Any, Any]):

@@ -66,7 +66,7 @@ def test_leader_kill_end_to_end(tmp_path):
     # node i reaches node j only through proxy i->j
     cfg = (out / "n1" / "zoo.cfg").read_text()
     l12 = next(l for l in j["links"] if (l["from"], l["to"], l["port"]) == (1, 2, "election"))
-    assert f"server.2=127.0.0.1:" in cfg and l12["listen"].split(":")[1] in cfg
+    assert "server.2=127.0.0.1:" in cfg and l12["listen"].split(":")[1] in cfg
     assert not procs_mentioning(str(out))
 
     # the report is rendered from the journal alone, so it can be re-rendered

@@ -18,11 +18,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
-from chaos.records import NodeEvent, Status
+from chaos.records import NodeEvent, NotificationsCapped, Status
 
-__all__ = ["NodeStatus", "Observer", "query_fles", "parse_fles", "STATUS_KEYS"]
+__all__ = ["NodeStatus", "Observer", "NotificationBudget", "query_fles", "parse_fles", "STATUS_KEYS",
+           "CAP_PER_ELECTION", "CAP_PER_RUN"]
 
 STATUS_KEYS = ("up", "state", "leader", "epoch", "accepted_epoch", "zxid", "logical_clock", "synced")
+NOTIFICATION_EVENTS = frozenset({"notification_sent", "notification_received"})
+CAP_PER_ELECTION = 5_000
+"""Notification events kept per node per election; past it only counts."""
+CAP_PER_RUN = 100_000
+"""Notification events kept per run, all nodes together."""
 _RESERVED = {"seq", "t", "type", "sid", "event", "mono_ms", "ts"}
 
 
@@ -102,6 +108,51 @@ def _status_from(sid: int, d: Mapping[str, Any]) -> NodeStatus:
         mono=time.monotonic())
 
 
+class NotificationBudget:
+    """Bounds the notification events a run journals: a runaway election (a node
+    voting at full rate for minutes) would otherwise write gigabytes.
+
+    Each node's election runs from its ``election_started`` to its
+    ``election_finished``; up to ``per_election`` notification events of it
+    are kept, and ``per_run`` over all nodes. Past a cap an event is counted,
+    not kept, and the election's counts are journaled as one
+    ``notifications_capped`` record when it ends (or when the run does)."""
+
+    def __init__(self, per_election: int = CAP_PER_ELECTION, per_run: int = CAP_PER_RUN) -> None:
+        self.per_election = per_election
+        self.per_run = per_run
+        self.kept_in_run = 0
+        self._open: dict[int, dict[str, Any]] = {}   # sid -> the node's current election
+
+    def election_started(self, sid: int, seq: int | None, logical_clock: Any) -> dict | None:
+        """A new election of ``sid``; returns the previous one's cap record, if capped."""
+        done = self.election_finished(sid)
+        self._open[sid] = {"seq": seq, "lc": logical_clock if isinstance(logical_clock, int) else None,
+                           "kept": 0, "sent": 0, "received": 0, "cap": ""}
+        return done
+
+    def election_finished(self, sid: int) -> dict | None:
+        e = self._open.pop(sid, None)
+        if e is None or not (e["sent"] or e["received"]):
+            return None
+        return {"sid": sid, "election_seq": e["seq"], "logical_clock": e["lc"], "kept": e["kept"],
+                "dropped_sent": e["sent"], "dropped_received": e["received"], "cap": e["cap"]}
+
+    def keep(self, sid: int, event: str) -> bool:
+        e = self._open.setdefault(sid, {"seq": None, "lc": None, "kept": 0, "sent": 0, "received": 0, "cap": ""})
+        if e["kept"] >= self.per_election or self.kept_in_run >= self.per_run:
+            e["cap"] = e["cap"] or ("election" if e["kept"] >= self.per_election else "run")
+            e["sent" if event == "notification_sent" else "received"] += 1
+            return False
+        e["kept"] += 1
+        self.kept_in_run += 1
+        return True
+
+    def flush(self) -> list[dict]:
+        """Every open election's cap record (the run is ending)."""
+        return [r for r in (self.election_finished(sid) for sid in list(self._open)) if r]
+
+
 class Observer:
     """Keeps a live view of every node and journals its changes.
 
@@ -115,7 +166,8 @@ class Observer:
                  running: Callable[[int], bool], *, interval: float = 0.05,
                  misses_before_down: int = 3,
                  on_change: Callable[[NodeStatus, NodeStatus], None] | None = None,
-                 on_event: Callable[[dict], None] | None = None) -> None:
+                 on_event: Callable[[dict], None] | None = None,
+                 budget: NotificationBudget | None = None) -> None:
         self.journal = journal
         self.nodes = dict(nodes)
         self.running = running
@@ -125,6 +177,7 @@ class Observer:
         self.on_event = on_event
         self._lock = threading.Lock()
         self._cond = threading.Condition(self._lock)
+        self._publish = threading.RLock()   # journal-then-publish, one status at a time
         self._view: dict[int, NodeStatus] = {sid: NodeStatus(sid) for sid in self.nodes}
         # Bumped whenever the orchestrator starts or ends a node: a poll that
         # was in flight across that moment describes the old process and is
@@ -134,7 +187,8 @@ class Observer:
         self._threads: list[threading.Thread] = []
         self._offsets: dict[int, int] = {sid: 0 for sid in self.nodes}
         self._partial: dict[int, bytes] = {sid: b"" for sid in self.nodes}
-        self._tail_lock = threading.Lock()
+        self._tail_lock = threading.RLock()
+        self.budget = budget if budget is not None else NotificationBudget()
         self.version = 0
 
     # ------------------------------------------------------------------ view
@@ -149,23 +203,28 @@ class Observer:
             self._cond.wait_for(lambda: self.version != v or self._stop.is_set(), timeout)
 
     def _set(self, new: NodeStatus, gen: int | None = None) -> None:
-        with self._cond:
-            if gen is not None and gen != self._gen[new.sid]:
-                return
-            old = self._view[new.sid]
-            self._view[new.sid] = new
-            changed = old.key() != new.key()
-            if changed:
-                self.version += 1
-                self._cond.notify_all()
-        if old.journal_key() != new.journal_key():
-            # Whatever the node logged before it answered the poll goes into
-            # the journal first, so record order follows causality (a
-            # restarted node's node_started precedes its first status).
-            self.drain_events()
-            self.journal.record(Status, sid=new.sid, **new.record_fields())
-            if self.on_change:
-                self.on_change(old, new)
+        """Journal a change, then publish it. In that order: a waiter that sees
+        the new view (``wait: stable``) and acts on it (a fault) must find the
+        status that justified it already in the journal, or the invariants
+        would judge the fault against an older picture."""
+        with self._publish:
+            with self._cond:
+                if gen is not None and gen != self._gen[new.sid]:
+                    return
+                old = self._view[new.sid]
+            if old.journal_key() != new.journal_key():
+                # Whatever the node logged before it answered the poll goes into
+                # the journal first, so record order follows causality (a
+                # restarted node's node_started precedes its first status).
+                self.drain_events()
+                self.journal.record(Status, sid=new.sid, **new.record_fields())
+            with self._cond:
+                self._view[new.sid] = new
+                if old.key() != new.key():
+                    self.version += 1
+                    self._cond.notify_all()
+        if old.journal_key() != new.journal_key() and self.on_change:
+            self.on_change(old, new)
 
     def mark_down(self, sid: int) -> None:
         """The orchestrator just ended the node: show it at once."""
@@ -173,7 +232,10 @@ class Observer:
         self._set(NodeStatus(sid, mono=time.monotonic()))
 
     def bump(self, sid: int) -> None:
-        with self._cond:
+        """A process of ``sid`` starts or ends now: polls in flight describe the
+        old one and are dropped. Waits for a poll being journaled, so no status
+        of the old process lands after the caller's process record."""
+        with self._publish, self._cond:
             self._gen[sid] += 1
 
     # ------------------------------------------------------------------ threads
@@ -194,6 +256,12 @@ class Observer:
             t.join(timeout=3.0)
         self._threads.clear()
         self.drain_events()
+
+    def close_elections(self) -> None:
+        """The run ends: journal the counts of every election still capped."""
+        with self._tail_lock:
+            for fields in self.budget.flush():
+                self._capped(fields)
 
     def poll_once(self, sid: int) -> NodeStatus:
         port, _ = self.nodes[sid]
@@ -248,6 +316,10 @@ class Observer:
                         n += self._journal_event(sid, line)
         return n
 
+    def _capped(self, fields: dict | None) -> None:
+        if fields is not None:
+            self.journal.record(NotificationsCapped, **fields)
+
     def _journal_event(self, sid: int, line: bytes) -> int:
         try:
             ev = json.loads(line)
@@ -265,8 +337,15 @@ class Observer:
         kw: dict[str, Any] = {}
         if isinstance(ev.get("mono_ms"), (int, float)):
             kw["mono_ms"] = float(ev["mono_ms"])
-        self.journal.record(NodeEvent, sid=ev.get("sid", sid), event=ev.get("event", "?"),
-                            node_ts=ev.get("ts"), data=fields, **kw)
+        event = ev.get("event", "?")
+        if event in NOTIFICATION_EVENTS and not self.budget.keep(sid, event):
+            return 0
+        rec = self.journal.record(NodeEvent, sid=ev.get("sid", sid), event=event,
+                                  node_ts=ev.get("ts"), data=fields, **kw)
+        if event == "election_started":
+            self._capped(self.budget.election_started(sid, rec.seq, ev.get("logical_clock")))
+        elif event in ("election_finished", "node_stopping"):
+            self._capped(self.budget.election_finished(sid))
         if self.on_event:
             self.on_event({"sid": ev.get("sid", sid), **ev})
         return 1

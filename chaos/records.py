@@ -29,7 +29,7 @@ from chaos.outcome import InvariantResult, Verdict
 __all__ = [
     "SCHEMA_VERSION", "READABLE_VERSIONS", "Link", "Record", "RECORD_TYPES", "record_type",
     "RunStarted", "StepStarted", "StepFinished", "Fault", "Process", "NodeEvent", "Status",
-    "LogSummary", "Teardown", "RunFinished", "UnknownRecord", "RunInfo", "TargetInfo", "ToxiproxyInfo",
+    "LogSummary", "NotificationsCapped", "Teardown", "RunFinished", "UnknownRecord", "RunInfo", "TargetInfo", "ToxiproxyInfo",
     "NodeInfo", "LinkInfo", "PlanInfo", "Journal", "END_MARKERS",
 ]
 
@@ -301,6 +301,26 @@ class LogSummary(Record):
     runs: tuple[tuple[int, int, int], ...] | None = None
     last_committed_zxid: int | None = None
     error: str | None = None
+
+
+@record_type
+@dataclass(frozen=True, slots=True, kw_only=True)
+class NotificationsCapped(Record):
+    """Notification events of one node's election that the journal did not
+    keep (the per-election or per-run cap was reached): only their counts.
+    ``election_seq`` is the seq of that node's ``election_started`` record
+    (None if the journal has none). Vote-level checks of a capped election
+    are ``unknown (capped)``; state, role, epoch, fault and process records
+    are never dropped."""
+
+    type: ClassVar[str] = "notifications_capped"
+    sid: int | None = None
+    election_seq: int | None = None
+    logical_clock: int | None = None
+    kept: int = 0
+    dropped_sent: int = 0
+    dropped_received: int = 0
+    cap: str = ""
 
 
 @record_type

@@ -289,14 +289,13 @@ class Runner:
                             links=[list(lk) for lk in links])
 
     def _on_process(self, **kw: Any) -> None:
+        observer = self.ctx.observer if self.ctx is not None else None
+        if observer is not None and kw.get("action") in ("killed", "stopped", "exited", "started"):
+            observer.bump(kw["sid"])  # first: no poll of the old process lands after this record
         if self.journal is not None:
             self.journal.record(Process, **kw)
-        observer = self.ctx.observer if self.ctx is not None else None
-        if observer is not None:
-            if kw.get("action") in ("killed", "stopped", "exited"):
-                observer.mark_down(kw["sid"])
-            elif kw.get("action") == "started":
-                observer.bump(kw["sid"])
+        if observer is not None and kw.get("action") in ("killed", "stopped", "exited"):
+            observer.mark_down(kw["sid"])
 
     def _on_status(self, old: NodeStatus, new: NodeStatus) -> None:
         if new.state == "LEADING" and old.state != "LEADING":
@@ -329,8 +328,14 @@ class Runner:
         within = self.opts.final_wait_s
         if within is None:
             within = float((spec.params.get("within") if spec else None) or inv.DEFAULT_CONVERGENCE_S)
+        # Within the run's time limit: a runaway election must not stretch the
+        # run. Cut short, convergence is judged `unknown` (the teardown record
+        # says the bound was never given), never a false alarm.
+        within = min(within, max(0.0, ctx.deadline_left()))
+        if within <= 0:
+            self.progress.say("final: no time left to settle within the time limit")
+            return
         step = Wait(WaitCondition.STABLE, timeout_s=within, path="final", label="final wait: stable")
-        ctx.t_end = max(ctx.t_end, time.monotonic() + within)
         try:
             run_step(ctx, step, "final")
         except StepFailed as e:
@@ -384,6 +389,7 @@ class Runner:
                         self.journal.record(Teardown, reason=reason)
             if self.ctx is not None:
                 self.ctx.observer.drain_events()
+                self.ctx.observer.close_elections()
                 self.log_summaries(self.ctx)
         finally:
             _restore_signal_handlers(old)

@@ -7,6 +7,11 @@ lets events of different processes be put on one time line.
 
 Writing an event must never take the protocol down: a full disk or a removed
 directory is reported once on stderr and later events are dropped.
+
+The file is bounded: notification events (the bulk, one per message) are
+written up to `max_notifications` per election, then only counted; the counts
+go out as one `notifications_suppressed` event when the election ends, so a
+node stuck voting at full rate cannot fill the disk.
 """
 from __future__ import annotations
 
@@ -20,6 +25,8 @@ from typing import Any, Callable, TextIO
 __all__ = ["EventLog", "EVENTS_FILE", "Emit"]
 
 EVENTS_FILE = "events.jsonl"
+NOTIFICATION_EVENTS = frozenset({"notification_sent", "notification_received"})
+MAX_NOTIFICATIONS_PER_ELECTION = 5_000
 
 Emit = Callable[[str, dict[str, Any]], None]
 
@@ -43,7 +50,8 @@ class EventLog:
     def __init__(self, path: Path | str, sid: int, *,
                  wall_clock: Callable[[], float] = time.time,
                  mono_clock: Callable[[], float] = time.monotonic,
-                 stderr: TextIO | None = None) -> None:
+                 stderr: TextIO | None = None,
+                 max_notifications: int = MAX_NOTIFICATIONS_PER_ELECTION) -> None:
         self.path = Path(path)
         self.sid = sid
         self._wall = wall_clock
@@ -53,6 +61,9 @@ class EventLog:
         self._listener_failed = False
         self._fh: TextIO | None = None
         self.listeners: list[Emit] = []
+        self.max_notifications = max_notifications
+        self._written = 0                       # notification events of this election
+        self._suppressed = {"sent": 0, "received": 0}
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._fh = open(self.path, "a", encoding="utf-8")
@@ -91,6 +102,13 @@ class EventLog:
                         pass
         if self._fh is None or self._failed:
             return
+        if event in NOTIFICATION_EVENTS:
+            if self._written >= self.max_notifications:
+                self._suppressed["sent" if event == "notification_sent" else "received"] += 1
+                return
+            self._written += 1
+        elif event in ("election_started", "election_finished", "node_stopping"):
+            self._end_election()
         try:
             line = json.dumps(record, default=_default, separators=(",", ":"))
             self._fh.write(line + "\n")
@@ -99,6 +117,15 @@ class EventLog:
             self._report(e)
 
     __call__ = emit
+
+    def _end_election(self) -> None:
+        """Say how many notification events were not written, before the event
+        that ends (or restarts) the election."""
+        self._written = 0
+        if self._suppressed["sent"] or self._suppressed["received"]:
+            counts, self._suppressed = self._suppressed, {"sent": 0, "received": 0}
+            self.emit("notifications_suppressed", {"sent": counts["sent"], "received": counts["received"],
+                                                   "cap": self.max_notifications})
 
     def close(self) -> None:
         if self._fh is not None:

@@ -144,3 +144,55 @@ def test_index_goes_only_into_a_folder_of_runs(tmp_path):
     (reports / "notes.txt").unlink()
     (reports / "scratch").mkdir()
     assert not is_reports_folder(reports)
+
+
+def test_notification_events_are_bounded_per_election_and_per_run_never_state_events(tmp_path):
+    from chaos.observe import NotificationBudget
+    from chaos.records import NotificationsCapped
+    j = JournalWriter(tmp_path / "run")
+    ev1, ev2 = tmp_path / "e1.jsonl", tmp_path / "e2.jsonl"
+    obs = Observer(j, {1: (1, ev1), 2: (2, ev2)}, running=lambda sid: True,
+                   budget=NotificationBudget(per_election=4, per_run=6))
+
+    def line(sid, event, **f):
+        return json.dumps({"ts": 1.0, "mono_ms": j.start_mono_ms + 1, "sid": sid, "event": event, **f}) + "\n"
+
+    with open(ev1, "w") as fh:
+        fh.write(line(1, "election_started", logical_clock=1))
+        for _ in range(5):
+            fh.write(line(1, "notification_sent", to=2))
+        fh.write(line(1, "state_changed", **{"from": "LOOKING", "to": "LEADING"}))
+        fh.write(line(1, "election_finished", leader=1))
+    with open(ev2, "w") as fh:
+        fh.write(line(2, "election_started", logical_clock=1))
+        for _ in range(4):
+            fh.write(line(2, "notification_received", **{"from": 1}))
+    obs.drain_events()
+    obs.close_elections()
+    snap = j.snapshot()
+    events = [(r.sid, r.event) for r in snap.of_type(NodeEvent)]
+    assert events.count((1, "notification_sent")) == 4          # per-election cap
+    assert events.count((2, "notification_received")) == 2      # per-run cap (6 in all)
+    assert (1, "state_changed") in events and (1, "election_finished") in events
+    capped = {r.sid: r for r in snap.of_type(NotificationsCapped)}
+    assert capped[1].dropped_sent == 1 and capped[1].kept == 4 and capped[1].cap == "election"
+    assert capped[2].dropped_received == 2 and capped[2].cap == "run"
+    started = {r.sid: r.seq for r in snap.of_type(NodeEvent) if r.event == "election_started"}
+    assert capped[1].election_seq == started[1] and capped[2].election_seq == started[2]
+    j.close()
+
+
+def test_a_status_is_journaled_before_a_waiter_can_see_it(tmp_path):
+    """`wait: stable` acts on the view; the fault that follows must find the
+    status that made the ensemble stable already in the journal."""
+    seen_at_record_time = []
+
+    class Journal:
+        def record(self, cls, **fields):
+            seen_at_record_time.append(obs.view()[1].state)
+            return None
+
+    obs = Observer(Journal(), {1: (1, tmp_path / "none.jsonl")}, running=lambda sid: True)
+    obs._set(NodeStatus(1, up=True, state="LEADING", leader=1, epoch=2, synced=True), 0)
+    assert seen_at_record_time == [None]          # not yet published while journaling
+    assert obs.view()[1].state == "LEADING"       # published after

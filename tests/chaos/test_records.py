@@ -7,7 +7,7 @@ import pytest
 
 from chaos.journal import JournalWriter, load
 from chaos.outcome import InvariantResult, Verdict
-from chaos.records import (RECORD_TYPES, SCHEMA_VERSION, Fault, Journal, LogSummary, NodeEvent, Process,
+from chaos.records import (RECORD_TYPES, NotificationsCapped, SCHEMA_VERSION, Fault, Journal, LogSummary, NodeEvent, Process,
                            Record, RunFinished, RunStarted, Status, StepFinished, StepStarted, Teardown,
                            UnknownRecord)
 
@@ -23,6 +23,8 @@ SAMPLES = {
              "zxid": 12884901889, "logical_clock": 2, "synced": True},
     LogSummary: {"sid": 1, "runs": [[1, 1, 20], [2, 1, 4]], "last_committed_zxid": 8589934596, "error": None},
     Teardown: {"reason": "interrupted"},
+    NotificationsCapped: {"sid": 2, "election_seq": 40, "logical_clock": 3, "kept": 5000,
+                          "dropped_sent": 812, "dropped_received": 790, "cap": "election"},
     RunFinished: {"verdict": "valid", "exit_code": 0},
 }
 

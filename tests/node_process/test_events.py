@@ -54,3 +54,22 @@ def test_listeners_see_events_and_a_failing_listener_is_contained(tmp_path):
     log.emit("a", {})
     assert seen == ["a"]
     assert json.loads((tmp_path / "events.jsonl").read_text())["event"] == "a"
+
+
+def test_notification_events_are_capped_per_election_and_the_rest_counted(tmp_path):
+    from node.events import EventLog
+    log = EventLog(tmp_path / "events.jsonl", 1, max_notifications=3)
+    log.emit("election_started", {"logical_clock": 1})
+    for i in range(5):
+        log.emit("notification_sent", {"to": 2})
+        log.emit("notification_received", {"from": 2})
+    log.emit("election_finished", {"leader": 2})
+    log.emit("election_started", {"logical_clock": 2})
+    log.emit("notification_sent", {"to": 3})
+    log.close()
+    events = [json.loads(line) for line in (tmp_path / "events.jsonl").read_text().splitlines()]
+    names = [e["event"] for e in events]
+    assert names == ["election_started", "notification_sent", "notification_received", "notification_sent",
+                     "notifications_suppressed", "election_finished", "election_started", "notification_sent"]
+    sup = events[4]
+    assert (sup["sent"], sup["received"], sup["cap"]) == (3, 4, 3)

@@ -171,7 +171,15 @@ class FleTarget:
         return n.proc.pid
 
     def start_all(self) -> None:
-        for sid in self.nodes:
+        """Start every node, the largest sid first.
+
+        Fresh nodes all vote for the largest sid (equal epochs and zxids), so
+        starting it first lets each later node adopt that vote once. In sid
+        order every node changed its vote again for each larger node that
+        came up, and each change is a notification to every peer: about
+        n³/2 of them (5000 at 21 nodes), each one a dial through a proxy while
+        the peer was still down, in the seconds the ensemble forms."""
+        for sid in sorted(self.nodes, reverse=True):
             self.start(sid)
 
     def _require(self, sid: int) -> NodeInfo:

@@ -145,9 +145,7 @@ class FleTarget:
         return [self.python, "-m", "node", "--config", str(n.cfg_path), "--parent-pid", str(os.getpid())]
 
     def _env(self) -> dict[str, str]:
-        env = dict(os.environ)
-        pp = env.get("PYTHONPATH")
-        env["PYTHONPATH"] = str(PROJECT_ROOT) + (os.pathsep + pp if pp else "")
+        env = procs.python_env(PROJECT_ROOT)
         env["PYTHONUNBUFFERED"] = "1"
         return env
 

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import IO, Optional, Sequence
 
 from chaos.ports import PortReservation, reserve_ports
-from chaos.procs import pdeathsig_preexec
+from chaos.procs import pdeathsig_preexec, python_env
 
 __all__ = ["ToxiproxyServer", "ServerStartError"]
 
@@ -68,8 +68,7 @@ class ToxiproxyServer:
                 "-parent-pid", str(os.getpid()), *extra_args]
         if seed is not None:
             argv += ["-seed", str(seed)]
-        env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join(p for p in (str(_ROOT), env.get("PYTHONPATH")) if p)
+        env = python_env(_ROOT)
         return cls(argv, host, port, kind="embedded", log_path=log_path, reservation=reservation,
                    env=env)
 

@@ -152,3 +152,15 @@ def test_janitor_deletes_stale_prefixed_proxies_but_not_live_or_foreign(tmp_path
         assert client.names == ["fle_live0002_1to2_election", "redis"]
     finally:
         reg.close()
+
+
+def test_python_env_caches_byte_code_outside_the_tree():
+    base = {"PYTHONPATH": "/elsewhere", "PYTHONDONTWRITEBYTECODE": "1", "KEEP": "x"}
+    env = procs.python_env("/project", base)
+    assert env["PYTHONPATH"] == os.pathsep.join(["/project", "/elsewhere"])
+    assert "PYTHONDONTWRITEBYTECODE" not in env
+    assert env["PYTHONPYCACHEPREFIX"] == str(procs.PYCACHE_DIR)
+    assert env["KEEP"] == "x" and base["PYTHONDONTWRITEBYTECODE"] == "1"
+    # A prefix the caller chose is kept.
+    assert procs.python_env("/p", {"PYTHONPYCACHEPREFIX": "/mine"})["PYTHONPYCACHEPREFIX"] == "/mine"
+    assert procs.python_env("/p", {})["PYTHONPATH"] == "/p"

@@ -16,7 +16,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Iterable, Mapping
 
 from chaos.records import NodeEvent, NotificationsCapped, Status
 
@@ -225,6 +225,30 @@ class Observer:
                     self._cond.notify_all()
         if old.journal_key() != new.journal_key() and self.on_change:
             self.on_change(old, new)
+
+    def confirm(self, sids: Iterable[int]) -> dict[int, NodeStatus]:
+        """Poll ``sids`` now and journal what they answer even if nothing
+        changed: a wait that is about to succeed needs an observation in the
+        journal taken after the last fault, not a view the journal already had."""
+        for sid in sids:
+            with self._cond:
+                gen = self._gen[sid]
+            st = self.poll_once(sid)
+            with self._publish:
+                with self._cond:
+                    if gen != self._gen[sid]:
+                        continue
+                    old = self._view[sid]
+                self.drain_events()
+                self.journal.record(Status, sid=sid, **st.record_fields())
+                with self._cond:
+                    self._view[sid] = st
+                    if old.key() != st.key():
+                        self.version += 1
+                        self._cond.notify_all()
+            if old.journal_key() != st.journal_key() and self.on_change:
+                self.on_change(old, st)
+        return self.view()
 
     def mark_down(self, sid: int) -> None:
         """The orchestrator just ended the node: show it at once."""

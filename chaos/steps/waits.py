@@ -2,7 +2,8 @@
 
 ``stable`` is what the invariants need to see: every live voter running and
 answering, exactly one node LEADING with an established (synced) epoch, and
-every other live node FOLLOWING/OBSERVING it, synced, in that epoch.
+every other live node FOLLOWING/OBSERVING it, synced, in that epoch — shown
+by a poll journaled after everything that came before the wait.
 """
 from __future__ import annotations
 
@@ -44,6 +45,11 @@ def condition_met(ctx: RunContext, step: Any, targets: tuple[int, ...]) -> bool:
     return all(s == lead.sid or joined(s) for s in live)
 
 
+def _confirmed(ctx: RunContext, step: Any, targets: tuple[int, ...]) -> bool:
+    ctx.observer.confirm(s for s in ctx.plan.ensemble.sids if ctx.target.is_running(s))
+    return condition_met(ctx, step, targets)
+
+
 @handles("wait")
 def wait(step: Any, ctx: RunContext, scope: StepScope) -> None:
     targets: tuple[int, ...] = ()
@@ -58,7 +64,10 @@ def wait(step: Any, ctx: RunContext, scope: StepScope) -> None:
     timeout = min(step.timeout_s, max(0.0, ctx.deadline_left()))
     end = ctx.clock() + timeout
     while True:
-        if condition_met(ctx, step, targets):
+        # Met on the live view, then confirmed by a fresh poll of every running
+        # node that goes into the journal: what the wait saw is what the
+        # invariants will see, after any fault that came before it.
+        if condition_met(ctx, step, targets) and _confirmed(ctx, step, targets):
             if step.condition in (WaitCondition.STABLE, WaitCondition.LEADER):
                 ctx.formed = True
             scope.resolved["leader"] = ctx.view().leader

@@ -196,3 +196,21 @@ def test_a_status_is_journaled_before_a_waiter_can_see_it(tmp_path):
     obs._set(NodeStatus(1, up=True, state="LEADING", leader=1, epoch=2, synced=True), 0)
     assert seen_at_record_time == [None]          # not yet published while journaling
     assert obs.view()[1].state == "LEADING"       # published after
+
+
+def test_confirm_journals_a_fresh_poll_even_when_nothing_changed(tmp_path):
+    """A wait that is about to succeed re-polls: the journal then holds an
+    observation taken after every fault before it, unchanged or not."""
+    srv, _ = _server(b"fle_state\tLEADING\nfle_leader\t1\nfle_current_epoch\t2\nfle_synced\t1\n")
+    try:
+        j = JournalWriter(tmp_path / "run")
+        obs = Observer(j, {1: (srv.getsockname()[1], tmp_path / "none.jsonl")}, running=lambda sid: True)
+        obs._set(obs.poll_once(1), 0)
+        assert len(list(j.snapshot().of_type(Status))) == 1
+        view = obs.confirm([1])
+        statuses = list(j.snapshot().of_type(Status))
+        assert len(statuses) == 2 and statuses[1].state == "LEADING" and statuses[1].synced
+        assert view[1].state == "LEADING"
+        j.close()
+    finally:
+        srv.close()

@@ -37,12 +37,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 import socket
 import struct
 from typing import TYPE_CHECKING, Any, Optional, Union
 
 if TYPE_CHECKING:
-    import random
     from .toxics.base import Toxic
 
 __all__ = ["Chunk", "EOF", "Close", "Item", "Stub", "Link", "Clock", "ToxicWrapper", "HIGH_WATER",
@@ -214,18 +214,19 @@ class Stub:
 class Link:
     """The stub chain of one direction of one connection, and its sink."""
 
-    __slots__ = ("conn", "direction", "dest", "source", "rng", "toxicity_rng", "clock", "head",
-                 "stubs", "buffered", "throttled", "eof_sent", "closed", "sent_bytes", "received_bytes")
+    __slots__ = ("conn", "direction", "dest", "source", "seed_key", "_rng", "_toxicity_rng", "clock",
+                 "head", "stubs", "buffered", "throttled", "eof_sent", "closed", "sent_bytes",
+                 "received_bytes")
 
     def __init__(self, conn: Any, direction: str, source: asyncio.Transport,
-                 dest: asyncio.Transport, rng: "random.Random", toxicity_rng: "random.Random",
-                 clock: Clock) -> None:
+                 dest: asyncio.Transport, seed_key: str, clock: Clock) -> None:
         self.conn = conn
         self.direction = direction
         self.source = source
         self.dest = dest
-        self.rng = rng
-        self.toxicity_rng = toxicity_rng
+        self.seed_key = seed_key
+        self._rng: Optional["random.Random"] = None
+        self._toxicity_rng: Optional["random.Random"] = None
         self.clock = clock
         self.head: Optional[Stub] = None
         self.stubs: list[Stub] = []
@@ -235,6 +236,24 @@ class Link:
         self.closed = False
         self.sent_bytes = 0
         self.received_bytes = 0
+
+    # --- randomness ---------------------------------------------------------
+    # Two generators per link, seeded from ``seed_key`` (server seed, proxy,
+    # connection number, direction): one draws the toxics' attributes (jitter,
+    # slice sizes), one the toxicity rolls, so adding a toxic never shifts the
+    # other's sequence. Made on first use: seeding costs ~20 us each, and most
+    # links of a run never carry a toxic.
+    @property
+    def rng(self) -> "random.Random":
+        if self._rng is None:
+            self._rng = random.Random(self.seed_key + "/attributes")
+        return self._rng
+
+    @property
+    def toxicity_rng(self) -> "random.Random":
+        if self._toxicity_rng is None:
+            self._toxicity_rng = random.Random(self.seed_key + "/toxicity")
+        return self._toxicity_rng
 
     # --- data in ----------------------------------------------------------
     def feed(self, data: "bytes | memoryview") -> None:

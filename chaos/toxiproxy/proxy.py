@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
 import socket
 import sys
 from typing import Any, Callable, Optional
@@ -175,10 +174,8 @@ class Connection:
         assert client is not None and upstream is not None
         assert client.transport is not None and upstream.transport is not None
         for direction, src, dst in (("upstream", client, upstream), ("downstream", upstream, client)):
-            key = f"{proxy.seed}/{proxy.name}/{self.seq}/{direction}"
             link = Link(self, direction, src.transport, dst.transport,  # type: ignore[arg-type]
-                        random.Random(key + "/attributes"), random.Random(key + "/toxicity"),
-                        proxy.clock)
+                        f"{proxy.seed}/{proxy.name}/{self.seq}/{direction}", proxy.clock)
             self.links[direction] = link
             src.link_out = link
             dst.link_in = link

@@ -278,6 +278,26 @@ def report(run_dir: Path) -> None:
     click.echo(str(path))
 
 
+@cli.command()
+@click.argument("plans", nargs=-1, required=True)
+@click.option("--repeat", type=click.IntRange(1), default=5, show_default=True,
+              help="Clean runs per plan (seed, seed+1, ...).")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Baselines table to update (default: baselines.json beside the first plan).")
+@click.option("--jobs", type=click.IntRange(1), default=1, help="Runs in parallel (separate processes).")
+@click.option("--runs-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Where the runs go (default: a new temporary directory).")
+def baseline(plans, repeat, out, jobs, runs_dir) -> None:
+    """Record what clean runs of PLAN(s) cost per election (the bounds of
+    `election_cost: baseline`); updates those plans' entries in the table."""
+    from chaos.baselines import record_baselines
+    loaded, bad = _load_plans(plans)
+    if bad:
+        sys.exit(ExitCode.USAGE)
+    sys.exit(record_baselines(loaded, repeat=repeat, out=out, jobs=jobs, runs_dir=runs_dir,
+                              say=lambda m: click.echo(m, err=True)))
+
+
 def main(argv: list[str] | None = None) -> None:
     cli.main(args=argv, prog_name="chaos")
 

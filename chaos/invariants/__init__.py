@@ -49,10 +49,14 @@ from __future__ import annotations
 from .core import (DEFAULT_CONVERGENCE_S, INVALID, INVARIANTS, UNKNOWN, VALID, Check, Context, Finding, Invariant,
                    InvariantResult, NodeView, Verdict, Voters, check_all, invariant, overall, setup_failure)
 from .election import convergence, leader_validity, no_committed_txn_lost, out_of_election_join, single_leader
+from .logs import log_agreement
+from .eligibility import leader_eligibility
+from .cost import election_cost
+from .votes import vote_backing
 
 __all__ = [
     "InvariantResult", "Verdict", "VALID", "INVALID", "UNKNOWN", "DEFAULT_CONVERGENCE_S", "NodeView",
     "Voters", "Context", "Finding", "Check", "Invariant", "INVARIANTS", "invariant",
     "single_leader", "convergence", "out_of_election_join", "leader_validity", "no_committed_txn_lost",
-    "check_all", "overall", "setup_failure",
+    "log_agreement", "leader_eligibility", "election_cost", "vote_backing", "check_all", "overall", "setup_failure",
 ]

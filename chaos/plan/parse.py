@@ -407,7 +407,9 @@ class _Semantic:
 
     def parse_invariants(self, inv: Any, path: PathT) -> tuple[InvariantSpec, ...]:
         """Every invariant runs unless the plan turns it off with `name: false`:
-        a plan that only tunes `convergence` must not silently drop the safety checks."""
+        a plan that only tunes `convergence` must not silently drop the safety checks.
+        `election_cost: baseline` becomes the bounds recorded for this plan in
+        the baselines.json beside it (chaos.baselines), with `source` naming it."""
         defaults = {"convergence": {"within": DEFAULT_CONVERGENCE_S}}
         specs: dict[str, dict[str, Any] | None] = {n: dict(defaults.get(n, {})) for n in INVARIANT_NAMES}
         if isinstance(inv, dict):
@@ -419,11 +421,31 @@ class _Semantic:
                 if params is False:
                     specs[name] = None
                     continue
+                if name == "election_cost" and params == "baseline":
+                    specs[name] = self.baseline_bounds(p)
+                    continue
                 if isinstance(params, dict):
                     for key, value in params.items():
+                        kp = p + (key,)
                         if key == "within":
-                            specs[name]["within"] = self.duration_s(value, p + (key,), DEFAULT_CONVERGENCE_S)
+                            specs[name]["within"] = self.duration_s(value, kp, DEFAULT_CONVERGENCE_S)
+                        elif key in ("max_rounds", "max_notifications"):
+                            specs[name][key] = self.int_(value, kp, 1, 1)
+                        elif key == "max_ms":
+                            specs[name][key] = float(self.duration_ms(value, kp, 0))
         return tuple(InvariantSpec(n, FrozenDict(v)) for n, v in specs.items() if v is not None)
+
+    def baseline_bounds(self, path: PathT) -> dict[str, Any]:
+        from chaos.baselines import BaselineError, recording, resolve
+        if recording():
+            return {"source": "recording a baseline: no bounds"}
+        d = self.doc.data if isinstance(self.doc.data, dict) else {}
+        name = d.get("name") if isinstance(d.get("name"), str) else ""
+        try:
+            return resolve(self.doc.file, name)
+        except BaselineError as e:
+            self.err(path, str(e))
+            return {}
 
     # ---- steps
 

@@ -78,8 +78,29 @@ _INVARIANT_PARAMS: dict[str, dict[str, Any]] = {
     "out_of_election_join": {},
     "leader_validity": {},
     "no_committed_txn_lost": {},
+    "log_agreement": {},
+    "leader_eligibility": {},
+    "election_cost": {"max_rounds": {"type": "integer", "minimum": 1},
+                      "max_notifications": {"type": "integer", "minimum": 1},
+                      "max_ms": _DUR},
+    "vote_backing": {},
 }
 assert set(_INVARIANT_PARAMS) == set(INVARIANT_NAMES)
+
+# Invariants that take a keyword instead of a mapping: `election_cost: baseline`
+# reads its bounds from the plans' baselines.json (chaos.baselines).
+_INVARIANT_KEYWORDS: dict[str, list[str]] = {"election_cost": ["baseline"]}
+
+
+def _invariant_schema(name: str, params: dict[str, Any]) -> dict[str, Any]:
+    branches: list[dict[str, Any]] = [{"type": "null"}, {"type": "boolean"},
+                                      {"type": "object", "properties": params, "additionalProperties": False}]
+    words = _INVARIANT_KEYWORDS.get(name)
+    if not words:
+        return {"anyOf": branches}
+    keys = ", ".join(params)
+    return {"anyOf": [{"enum": words}, *branches],
+            "x-expected": f"{' or '.join(words)}, false, or a mapping of {keys}"}
 
 PLAN_SCHEMA: dict[str, Any] = {
     "$schema": "https://json-schema.org/draft/2020-12/schema",
@@ -112,12 +133,7 @@ PLAN_SCHEMA: dict[str, Any] = {
         },
         "invariants": {
             "type": "object",
-            "properties": {
-                name: {"anyOf": [{"type": "null"}, {"type": "boolean"},
-                                 {"type": "object", "properties": params,
-                                  "additionalProperties": False}]}
-                for name, params in _INVARIANT_PARAMS.items()
-            },
+            "properties": {name: _invariant_schema(name, params) for name, params in _INVARIANT_PARAMS.items()},
             "additionalProperties": False,
         },
         "steps": {"$ref": "#/$defs/steps", "minItems": 1},

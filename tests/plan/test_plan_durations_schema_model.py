@@ -121,7 +121,11 @@ steps:
                                   {"name": "convergence", "params": {"within": 2.0}},
                                   {"name": "out_of_election_join", "params": {}},
                                   {"name": "leader_validity", "params": {}},
-                                  {"name": "no_committed_txn_lost", "params": {}}]
+                                  {"name": "no_committed_txn_lost", "params": {}},
+                                  {"name": "log_agreement", "params": {}},
+                                  {"name": "leader_eligibility", "params": {}},
+                                  {"name": "election_cost", "params": {}},
+                                  {"name": "vote_backing", "params": {}}]
     toxic = data["steps"][0]
     assert toxic["attributes"] == {"latency": 1000}
     assert toxic["links"] == {"from": "leader", "to": 2, "port": "quorum", "direction": "one"}
@@ -129,11 +133,12 @@ steps:
     assert data["steps"][3]["steps"][0]["path"] == "steps[3].repeat.steps[0]"
 
 
-def test_default_invariants_are_all_five():
+def test_default_invariants_are_all_of_them():
     plan = parse_plan("name: d\ndescription: d\nensemble: {nodes: 1}\nsteps: [{wait: stable}]\n")
     assert [i.name for i in plan.invariants] == ["single_leader", "convergence",
                                                  "out_of_election_join", "leader_validity",
-                                                 "no_committed_txn_lost"]
+                                                 "no_committed_txn_lost", "log_agreement",
+                                                 "leader_eligibility", "election_cost", "vote_backing"]
     assert plan.invariant("convergence").params["within"] == 15.0
     assert FrozenDict({"a": 1}) == {"a": 1}
 
@@ -142,4 +147,5 @@ def test_invariant_can_be_switched_off():
     plan = parse_plan("name: d\ndescription: d\nensemble: {nodes: 3}\n"
                       "invariants: {single_leader: {}, convergence: false}\nsteps: [{wait: stable}]\n")
     assert [i.name for i in plan.invariants] == [
-        "single_leader", "out_of_election_join", "leader_validity", "no_committed_txn_lost"]
+        "single_leader", "out_of_election_join", "leader_validity", "no_committed_txn_lost", "log_agreement",
+        "leader_eligibility", "election_cost", "vote_backing"]

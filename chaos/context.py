@@ -59,7 +59,9 @@ class RunContext:
 
     # ------------------------------------------------------------------ the cluster
     def paused(self) -> set[int]:
-        return {int(f.target["sid"]) for f in self.ledger.active(kind="pause")}
+        """Nodes frozen by a fault: paused, or silently dead (frozen behind black-holed links)."""
+        return {int(f.target["sid"]) for f in self.ledger.active()
+                if f.kind in ("pause", "silent_death")}
 
     def live_voters(self) -> list[int]:
         paused = self.paused()

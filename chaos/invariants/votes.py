@@ -7,9 +7,7 @@ Theory of operation. FastLeaderElection decides on one of two paths
   proposal (leader, zxid, peerEpoch) *in the decider's round* form a quorum of
   the ensemble's own verifier (majority, weights, groups: :class:`Voters`).
 * ``out_of_election``: ``ooePredicate`` and ``checkLeader`` — a quorum of
-  FOLLOWING/LEADING notifications name the leader (with its epoch, unless
-  they are of the decider's round: ``recvset`` keeps those without their
-  version, and ``Vote.equals`` then compares the leader alone), and the
+  FOLLOWING/LEADING notifications name the leader with its epoch, and the
   leader itself said LEADING, or, when the decider is the leader, the decider
   is still in the round it decides in (ZK-1514: a restarted node must not
   believe stale followers that it leads).
@@ -109,12 +107,9 @@ def _judge(ctx: Context, sid: int, w: _Window, fin: NodeEvent) -> _Verdict:
                         evidence + tuple(n.seq for n in w.got if n.sender in exact)[:8])
     if path != "out_of_election":
         return _Verdict(True)
-    # Vote.equals between two FOLLOWING/LEADING votes compares leader and peerEpoch, or the leader
-    # alone when one side has no version: recvset keeps same-round ones without their version
-    # (ZooKeeper's 5-argument Vote), outofelection keeps them with it.
-    mixed = len({(n.version or 0) > 0 for n in w.got}) > 1
+    mixed = len({(n.version or 0) > 0 for n in w.got}) > 1  # Vote.equals then compares the leader only
     out = {n.sender for n in w.got if n.state in ("FOLLOWING", "LEADING") and n.leader == leader
-           and (n.peer_epoch == epoch or n.round == rnd or mixed)}
+           and (n.peer_epoch == epoch or mixed)}
     backers = out | exact
     if not ctx.voters.is_quorum(backers):
         return _Verdict(False, f"{decided} out of election, but only {sorted(backers) or 'nobody'} said they "

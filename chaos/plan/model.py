@@ -18,11 +18,12 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field, fields
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any, Callable, ClassVar, Iterator, Mapping, TypeVar, Union
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, Iterable, Iterator, Mapping, TypeVar, Union
 
 from chaos.invariants import INVARIANTS as _INVARIANTS
 from chaos.toxiproxy.catalog import TOXIC_TYPES as SERVER_TOXIC_TYPES
 from chaos.toxiproxy.catalog import AttributeSpec, Unit
+from zkrules.quorum import QuorumHierarchical, QuorumMaj, QuorumVerifier
 
 from .durations import DurationError, format_duration, parse_duration_ms
 
@@ -35,6 +36,7 @@ __all__ = [
     "Step", "STEP_TYPES", "STEP_KINDS", "step_kind", "Wait", "NodeStep", "NODE_STEP_KINDS",
     "ToxicAdd", "ToxicRemove", "PartitionKind", "PartitionSpec", "Partition", "Heal",
     "Sleep", "Repeat", "Choice", "Plan", "iter_steps", "INVARIANT_NAMES",
+    "Restart", "SilentDeath", "Start", "Snapshot", "Nemesis", "NEMESIS_FAULTS",
     "PLAN_TOXIC_TYPES", "PLAN_FAULT_TYPES", "SERVER_ONLY_TOXICS", "DEFAULT_WAIT_TIMEOUT_S",
 ]
 
@@ -163,6 +165,13 @@ class Ensemble:
     sync_limit: int = 5
     txn_interval_ms: int = 100
     protocol: str = "3.8"
+    start: tuple[int, ...] | None = None   # sids started at setup; None = every sid
+
+    @property
+    def initial(self) -> tuple[int, ...]:
+        """The sids the runner starts before the first step; the others wait
+        for a `start` step."""
+        return self.sids if self.start is None else tuple(sorted(self.start))
 
     @property
     def participants(self) -> tuple[int, ...]:
@@ -200,13 +209,27 @@ class Ensemble:
     def is_observer(self, sid: int) -> bool:
         return sid in self.observer_sids
 
+    def quorum(self) -> QuorumVerifier:
+        """The ensemble's own quorum rule, as the nodes' zoo.cfg gives it:
+        groups (hierarchical), weights alone (one weighted group), or a majority."""
+        if self.groups is None and not self.weights:
+            return QuorumMaj(self.participants, self.observer_sids)
+        groups = dict(enumerate(self.groups or (self.participants,), start=1))
+        return QuorumHierarchical(self.participants, groups,
+                                  {s: self.weight(s) for s in self.participants},
+                                  self.observer_sids)
+
+    def is_quorum(self, sids: Iterable[int]) -> bool:
+        return self.quorum().contains_quorum(sids)
+
     def to_json(self) -> dict[str, Any]:
         return {"nodes": self.nodes, "observers": self.observers,
                 "weights": {str(k): v for k, v in sorted(self.weights.items())},
                 "groups": [list(g) for g in self.groups] if self.groups else None,
                 "tick_time_ms": self.tick_time_ms, "init_limit": self.init_limit,
                 "sync_limit": self.sync_limit, "txn_interval_ms": self.txn_interval_ms,
-                "protocol": self.protocol}
+                "protocol": self.protocol,
+                "start": list(self.start) if self.start is not None else None}
 
 
 @dataclass(frozen=True, slots=True)
@@ -424,7 +447,7 @@ class Wait(Step):
 NODE_STEP_KINDS = ("pick", "kill", "pause", "resume", "stop", "restart")
 
 
-@step_kind(*NODE_STEP_KINDS)
+@step_kind(*(k for k in NODE_STEP_KINDS if k != "restart"))  # restart: `Restart` below
 @dataclass(frozen=True, slots=True)
 class NodeStep(Step):
     """A step on the node(s) a selector resolves to; `bind_as` names the sids.
@@ -460,6 +483,56 @@ class NodeStep(Step):
 
     def to_json(self) -> dict[str, Any]:
         return {**self._head(), "target": self.target.to_json(), "as": self.bind_as}
+
+
+_SELECTOR_EXPECTED = ("a node selector (" + ", ".join(_ROLE_NAMES)
+                      + ", a sid, or a name bound by as:)")
+
+
+@step_kind("restart")
+@dataclass(frozen=True, slots=True)
+class Restart(NodeStep):
+    """`restart: SEL`, or `restart: {node: SEL, from: SNAPSHOT}`: the NodeStep
+    restart, and with `from` the node's dataDir is first replaced by the copy
+    a `snapshot` step took, so it comes back having missed what happened
+    since (an older epoch, fewer txns). `from` names one node's copy, so its
+    `node` must resolve to that node when the step runs."""
+
+    snapshot: str | None = None
+
+    schema = {
+        "anyOf": [_SELECTOR,
+                  {"type": "object", "properties": {"node": _SELECTOR, "from": _NAME},
+                   "additionalProperties": False}],   # `node` missing: parse says so
+        "x-expected": _SELECTOR_EXPECTED + ", or {node: SELECTOR, from: SNAPSHOT}",
+    }
+
+    @classmethod
+    def parse(cls, kind: str, value: Any, ctx: "StepContext") -> "Restart | None":
+        if not isinstance(value, dict):
+            return super(Restart, cls).parse(kind, value, ctx)  # type: ignore[return-value]
+        if "node" not in value:
+            ctx.err(ctx.path, "restart {from: ...} needs node: the node to restart")
+        target = ctx.selector(value.get("node"), ctx.path + ("node",)) if "node" in value else None
+        ctx.scope.has_target = True
+        if ctx.bind_as:
+            ctx.scope.bind(ctx.bind_as)
+        source = value.get("from")
+        if isinstance(source, str) and source not in ctx.scope.snapshots:
+            ctx.err(ctx.path + ("from",), f"restarting from snapshot '{source}' that no earlier "
+                    "snapshot step takes" + ctx.suggest(source, ctx.scope.snapshots))
+        if target is None or (source is not None and not isinstance(source, str)):
+            return None
+        return cls(kind, target, ctx.bind_as, ctx.step_path, ctx.label, snapshot=source)
+
+    def describe(self) -> str:
+        return f"restart {self.target}" + (f" from {self.snapshot}" if self.snapshot else "")
+
+    def to_json(self) -> dict[str, Any]:
+        out = NodeStep.to_json(self)
+        if self.snapshot is not None:
+            out["from"] = self.snapshot
+        return out
 
 
 # Toxic types a plan can name: the server's (chaos.toxiproxy.catalog, the one
@@ -903,6 +976,227 @@ class Choice(Step):
 
     def to_json(self) -> dict[str, Any]:
         return {**self._head(), "branches": [[s.to_json() for s in b] for b in self.branches]}
+
+
+# --------------------------------------------------------------------------- hunting
+#
+# Kinds for the schedules ZooKeeper's election bugs needed (issue 8): a peer
+# that dies without a FIN, a node started late, a node brought back from an
+# older copy of its dataDir, and a seeded generator of faults.
+
+
+@step_kind("silent_death")
+@dataclass(frozen=True, slots=True)
+class SilentDeath(Step):
+    """A peer vanishes without a FIN or RST reaching anyone: every link of the
+    node (both directions, both ports) is black-holed with Toxiproxy's
+    timeout-0 toxic, which drops bytes and keeps connections open, and the
+    process is frozen behind it (killing it would send FINs that the proxy
+    passes on as closes). Its peers keep stale connections to it. `heal`
+    (its `as:` name, or all) ends it: the process is killed, then the links
+    are lifted, and only then do the peers see the connections close. The
+    node stays down until a `restart` or `start`. `as:` names the node (for
+    `restart`) and the fault (for `heal`)."""
+
+    target: Selector
+    bind_as: str | None = None
+    path: str = ""
+    label: str = ""
+
+    binds = "nodes"
+    schema = _SELECTOR
+
+    @classmethod
+    def bind_problem(cls, name: str) -> str | None:
+        if name == "all":
+            return "'all' is reserved (heal: all); pick another name for as:"
+        return Step.bind_problem(name)
+
+    @classmethod
+    def parse(cls, kind: str, value: Any, ctx: "StepContext") -> "SilentDeath | None":
+        target = ctx.selector(value, ctx.path)
+        ctx.scope.has_target = True
+        if ctx.bind_as:
+            ctx.scope.bind(ctx.bind_as)
+            ctx.scope.partitions.add(ctx.bind_as)
+        if target is None:
+            return None
+        return cls(target, ctx.bind_as, ctx.step_path, ctx.label)
+
+    def describe(self) -> str:
+        return f"silent_death {self.target}"
+
+    def to_json(self) -> dict[str, Any]:
+        return {**self._head(), "target": self.target.to_json(), "as": self.bind_as}
+
+
+@step_kind("start")
+@dataclass(frozen=True, slots=True)
+class Start(Step):
+    """Start node(s) that are not running: one the ensemble's `start:` left
+    out, or one killed or stopped earlier, with its dataDir as it is. Unlike
+    `restart` it refuses a running node, so a plan says which it means."""
+
+    target: Selector
+    bind_as: str | None = None
+    path: str = ""
+    label: str = ""
+
+    binds = "nodes"
+    schema = _SELECTOR
+
+    @classmethod
+    def parse(cls, kind: str, value: Any, ctx: "StepContext") -> "Start | None":
+        target = ctx.selector(value, ctx.path)
+        ctx.scope.has_target = True
+        if ctx.bind_as:
+            ctx.scope.bind(ctx.bind_as)
+        if target is None:
+            return None
+        return cls(target, ctx.bind_as, ctx.step_path, ctx.label)
+
+    def describe(self) -> str:
+        return f"start {self.target}"
+
+    def to_json(self) -> dict[str, Any]:
+        return {**self._head(), "target": self.target.to_json(), "as": self.bind_as}
+
+
+@step_kind("snapshot")
+@dataclass(frozen=True, slots=True)
+class Snapshot(Step):
+    """`snapshot: {node: SEL, as: NAME}`: copy a stopped node's dataDir (its
+    epoch files and txn log, not its event log) under NAME, for a later
+    `restart: {node, from: NAME}`. The step fails if the node is running: a
+    live node's files are mid-write. Taking NAME again replaces the copy."""
+
+    node: Selector
+    name: str
+    path: str = ""
+    label: str = ""
+
+    schema = {"type": "object", "properties": {"node": _SELECTOR, "as": _NAME},
+              "required": ["node", "as"], "additionalProperties": False}
+
+    @classmethod
+    def parse(cls, kind: str, value: Any, ctx: "StepContext") -> "Snapshot | None":
+        if not isinstance(value, dict):
+            return None
+        node = ctx.selector(value.get("node"), ctx.path + ("node",)) if "node" in value else None
+        name = value.get("as")
+        if isinstance(name, str):
+            ctx.scope.snapshots.add(name)
+        if node is None or not isinstance(name, str):
+            return None
+        return cls(node, name, ctx.step_path, ctx.label)
+
+    def describe(self) -> str:
+        return f"snapshot {self.node} as {self.name}"
+
+    def to_json(self) -> dict[str, Any]:
+        return {**self._head(), "node": self.node.to_json(), "as": self.name}
+
+
+# What a nemesis may do; each is undone by the nemesis itself before it ends.
+NEMESIS_FAULTS: tuple[str, ...] = ("kill", "pause", "restart", "partition", "latency",
+                                   "reset_peer", "silent_death")
+_DEFAULT_INTERVAL_S = (1.0, 5.0)
+_RANGE_SEP = ".."
+
+
+@step_kind("nemesis")
+@dataclass(frozen=True, slots=True)
+class Nemesis(Step):
+    """A seeded generator of faults for `duration`: every `interval` (drawn
+    from the range a..b) it applies one of `faults` or undoes one it applied,
+    never impairing more than a minority of the voters by the ensemble's own
+    quorum rule, and it undoes all of them before the step ends. Each action
+    is journaled as a child step (`steps[i].nemesis[k]`) of the plain kind it
+    equals, so replay and a plan written from the run redo it exactly. The
+    generator is `chaos.nemesis`; the handler `chaos.steps.nemesis`."""
+
+    duration_s: float
+    faults: tuple[str, ...]
+    interval_s: tuple[float, float] = _DEFAULT_INTERVAL_S
+    path: str = ""
+    label: str = ""
+
+    schema = {
+        "type": "object",
+        "properties": {
+            "duration": _DURATION,
+            "faults": {"type": "array", "minItems": 1,
+                       "items": {"enum": list(NEMESIS_FAULTS)}},
+            "interval": {"anyOf": [_DURATION, {"type": "string", "pattern": r"\.\."}],
+                         "x-expected": "a duration, or a range of durations like 1s..5s"},
+        },
+        "required": ["duration", "faults"], "additionalProperties": False,
+    }
+
+    @classmethod
+    def parse(cls, kind: str, value: Any, ctx: "StepContext") -> "Nemesis | None":
+        if not isinstance(value, dict):
+            return None
+        path = ctx.path
+        duration = ctx.duration_s(value.get("duration"), path + ("duration",), 0.0)
+        if "duration" in value:
+            ctx.within_time_limit(duration, path + ("duration",), "nemesis duration")
+            if duration <= 0:
+                ctx.err(path + ("duration",), "duration must be positive")
+        faults: list[str] = []
+        for i, f in enumerate(value.get("faults") if isinstance(value.get("faults"), list) else []):
+            if f in faults:
+                ctx.err(path + ("faults", i), f"fault '{f}' is listed twice")
+            elif isinstance(f, str) and f in NEMESIS_FAULTS:
+                faults.append(f)
+        interval = cls._interval(value.get("interval"), path + ("interval",), ctx)
+        if interval is not None and duration > 0 and interval[0] > duration:
+            ctx.err(path + ("interval",), f"the shortest interval {format_duration(interval[0])} "
+                    f"is longer than the duration {format_duration(duration)}: nothing would happen")
+        ens = ctx.ensemble
+        voters = ens.voters
+        try:
+            tolerant = [v for v in voters if ens.is_quorum(set(voters) - {v})]
+        except ValueError:
+            tolerant = [v for v in voters]  # an inconsistent ensemble is reported there
+        if not tolerant:
+            ctx.err(path, f"the ensemble's {len(voters)} voter(s) cannot lose any one and keep a "
+                    "quorum, so a nemesis could impair nothing; it needs at least 3 voters")
+        if not faults or interval is None or duration <= 0:
+            return None
+        return cls(duration, tuple(faults), interval, ctx.step_path, ctx.label)
+
+    @staticmethod
+    def _interval(raw: Any, path: tuple, ctx: "StepContext") -> tuple[float, float] | None:
+        if raw is None:
+            return _DEFAULT_INTERVAL_S
+        if isinstance(raw, str) and _RANGE_SEP in raw:
+            lo_s, _, hi_s = raw.partition(_RANGE_SEP)
+            lo = ctx.duration_s(lo_s.strip(), path, -1.0)
+            hi = ctx.duration_s(hi_s.strip(), path, -1.0)
+            if lo < 0 or hi < 0:
+                return None
+        else:
+            lo = hi = ctx.duration_s(raw, path, -1.0)
+            if lo < 0:
+                return None
+        if lo <= 0:
+            ctx.err(path, "the interval must be positive")
+            return None
+        if lo > hi:
+            ctx.err(path, f"interval {raw}: the range a..b needs a <= b")
+            return None
+        return (lo, hi)
+
+    def describe(self) -> str:
+        lo, hi = self.interval_s
+        every = format_duration(lo) + (f"..{format_duration(hi)}" if hi != lo else "")
+        return (f"nemesis {format_duration(self.duration_s)} every {every}: "
+                + ", ".join(self.faults))
+
+    def to_json(self) -> dict[str, Any]:
+        return {**self._head(), "duration_s": self.duration_s, "faults": list(self.faults),
+                "interval_s": list(self.interval_s)}
 
 
 # Every kind, in registration order (the order messages list them in).

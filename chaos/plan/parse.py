@@ -148,10 +148,11 @@ class Scope:
     partitions: set[str] = field(default_factory=set)   # partition names possibly in place
     has_target: bool = False                            # some earlier step had a target
     maybe_names: dict[str, str] = field(default_factory=dict)  # bound in some choice branches
+    snapshots: set[str] = field(default_factory=set)    # dataDir copies possibly taken
 
     def copy(self) -> "Scope":
         return Scope(set(self.names), set(self.toxics), set(self.partitions), self.has_target,
-                     dict(self.maybe_names))
+                     dict(self.maybe_names), set(self.snapshots))
 
     def bind(self, name: str) -> None:
         self.names.add(name)
@@ -159,8 +160,8 @@ class Scope:
 
     def join(self, branches: Sequence["Scope"], where: str) -> None:
         """After alternatives (`where` is the choice's path): a name is bound
-        only if every branch binds it, a toxic or partition is possibly in place
-        if any branch puts it there, a previous target exists only if every
+        only if every branch binds it, a toxic, partition or snapshot is possibly
+        in place if any branch puts it there, a previous target exists only if every
         branch has one."""
         if not branches:
             return
@@ -174,6 +175,7 @@ class Scope:
         self.names = every
         self.toxics = set.union(*(s.toxics for s in branches))
         self.partitions = set.union(*(s.partitions for s in branches))
+        self.snapshots = set.union(*(s.snapshots for s in branches))
         self.has_target = all(s.has_target for s in branches)
 
 
@@ -393,6 +395,18 @@ class _Semantic:
             tick = 200
         protocol = e.get("protocol", "3.8")
         protocol = protocol if isinstance(protocol, str) else str(protocol)
+        start: tuple[int, ...] | None = None
+        if isinstance(e.get("start"), list):
+            listed: set[int] = set()
+            for i, sid in enumerate(e["start"]):
+                if isinstance(sid, bool) or not isinstance(sid, int):
+                    continue  # the schema pass says why
+                if not 1 <= sid <= nodes + observers:
+                    self.err(path + ("start", i), f"sid {sid} out of range 1..{nodes + observers}")
+                elif sid in listed:
+                    self.err(path + ("start", i), f"sid {sid} is listed twice")
+                listed.add(sid)
+            start = tuple(sorted(s for s in listed if 1 <= s <= nodes + observers))
         return Ensemble(
             nodes=nodes, observers=observers,
             weights=FrozenDict(full_weights) if (weights or groups) else FrozenDict(),
@@ -401,7 +415,7 @@ class _Semantic:
             init_limit=self.int_(e.get("init_limit"), path + ("init_limit",), 10, 1),
             sync_limit=self.int_(e.get("sync_limit"), path + ("sync_limit",), 5, 1),
             txn_interval_ms=self.duration_ms(e.get("txn_interval"), path + ("txn_interval",), 100),
-            protocol=protocol)
+            protocol=protocol, start=start)
 
     # ---- invariants
 

@@ -93,22 +93,14 @@ _INVARIANT_KEYWORDS: dict[str, list[str]] = {"election_cost": ["baseline"]}
 
 
 def _invariant_schema(name: str, params: dict[str, Any]) -> dict[str, Any]:
-    """`false` (off), nothing or `true` (on with defaults), a mapping of its
-    parameters, or one of its keywords. One schema, not anyOf: `properties`
-    only constrains mappings and `pattern` only strings, so a wrong key or
-    value is reported at its own path."""
-    words = _INVARIANT_KEYWORDS.get(name, [])
+    branches: list[dict[str, Any]] = [{"type": "null"}, {"type": "boolean"},
+                                      {"type": "object", "properties": params, "additionalProperties": False}]
+    words = _INVARIANT_KEYWORDS.get(name)
+    if not words:
+        return {"anyOf": branches}
     keys = ", ".join(params)
-    out: dict[str, Any] = {
-        "type": ["null", "boolean", "object"] + (["string"] if words else []),
-        "properties": params, "additionalProperties": False,
-        "x-expected": ", ".join([*words, "false"]) + (f", or a mapping of {keys}" if keys else
-                                                        " or {} (it takes no parameters)"),
-    }
-    if words:
-        out["pattern"] = "^(" + "|".join(words) + ")$"
-    return out
-
+    return {"anyOf": [{"enum": words}, *branches],
+            "x-expected": f"{' or '.join(words)}, false, or a mapping of {keys}"}
 
 PLAN_SCHEMA: dict[str, Any] = {
     "$schema": "https://json-schema.org/draft/2020-12/schema",
@@ -135,6 +127,8 @@ PLAN_SCHEMA: dict[str, Any] = {
                 "txn_interval": _DUR,
                 "protocol": {"enum": ["3.8", "3.4", 3.8, 3.4],
                              "x-expected": "protocol \"3.8\" or \"3.4\""},
+                "start": {"type": "array", "minItems": 1,
+                          "items": {"type": "integer", "minimum": 1}},
             },
             "required": ["nodes"],
             "additionalProperties": False,

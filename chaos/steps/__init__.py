@@ -16,7 +16,7 @@ handler module here registered with :func:`handles` (DESIGN §3).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Protocol
+from typing import Any, Callable, Iterable, Mapping, Protocol
 
 from chaos.context import RunContext
 from chaos.records import StepFinished, StepStarted
@@ -114,12 +114,14 @@ def run_steps(ctx: RunContext, steps: Iterable[Any], parent_model: str = "", par
         run_step(ctx, step, path)
 
 
-def run_step(ctx: RunContext, step: Any, path: str) -> None:
+def run_step(ctx: RunContext, step: Any, path: str, resolved: Mapping[str, Any] | None = None) -> None:
+    """``resolved``: what a generated step (a nemesis action) already resolved,
+    journaled with it so that it can be redone as a plain step."""
     if ctx.deadline_left() <= 0:
         raise StepFailed(f"time limit of {ctx.time_limit:g}s reached before {path}")
     handler = HANDLERS.get(step.kind)
     label = _label(step)
-    scope = StepScope(ctx, path, step.kind, label)
+    scope = StepScope(ctx, path, step.kind, label, dict(resolved or {}))
     ctx.progress.step = f"{path} {label}"
     ctx.progress.say(f"{path} {label}")
     ok, error = True, None
@@ -154,4 +156,4 @@ def missing_handlers(kinds: Iterable[str]) -> list[str]:
 
 
 # Handler modules register themselves on import.
-from chaos.steps import flow, links, nodes, waits  # noqa: E402,F401
+from chaos.steps import flow, lifecycle, links, nemesis, nodes, waits  # noqa: E402,F401

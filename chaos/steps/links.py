@@ -101,14 +101,17 @@ def partition(step: Any, ctx: RunContext, scope: StepScope) -> None:
     ctx.ledger.apply("partition", target, do, links=links, name=step.bind_as)
 
 
+# A silent death is healed like a partition: its undo kills the frozen node and
+# lifts its black hole (chaos.steps.lifecycle).
+HEALED_BY_HEAL = ("partition", "silent_death")
+
+
 @handles("heal")
 def heal(step: Any, ctx: RunContext, scope: StepScope) -> None:
     scope.begin()
-    if step.name is None or step.name == "all":
-        faults = ctx.ledger.active(kind="partition")
-    else:
-        faults = ctx.ledger.active(kind="partition", name=step.name)
-        if not faults:
-            raise scope.fail(f"no active partition named '{step.name}'")
+    name = None if step.name is None or step.name == "all" else step.name
+    faults = [f for f in ctx.ledger.active(name=name) if f.kind in HEALED_BY_HEAL]
+    if name is not None and not faults:
+        raise scope.fail(f"no active partition or silent death named '{step.name}'")
     for f in faults:
         ctx.ledger.undo(f.fault_id)

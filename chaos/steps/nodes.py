@@ -1,4 +1,4 @@
-"""Steps on node processes: pick, kill, pause, resume, stop, restart.
+"""Steps on node processes: pick, kill, pause, resume, stop, restart (also from a snapshot).
 
 A pause is a fault with an undo (SIGCONT); a kill or stop is journaled as a
 fault but has none — a restart starts a new process, it does not undo the
@@ -10,6 +10,7 @@ from typing import Any
 
 from chaos.context import RunContext
 from chaos.steps import StepScope, handles
+from chaos.steps.lifecycle import end_silent_death
 
 
 @handles("pick")
@@ -60,12 +61,32 @@ def resume(step: Any, ctx: RunContext, scope: StepScope) -> None:
 
 @handles("restart")
 def restart(step: Any, ctx: RunContext, scope: StepScope) -> None:
-    """Start again with the same dataDir, stopping it first if it still runs."""
+    """Start again with the same dataDir, stopping it first if it still runs;
+    a silent death ends first (killed, links lifted). With ``from``, the
+    dataDir is first replaced by that snapshot (:mod:`chaos.steps.lifecycle`)."""
     sids = scope.target(step.target)
+    source = getattr(step, "snapshot", None)
+    if source is not None:
+        scope.resolved["from"] = source
+        if len(sids) != 1:
+            raise scope.fail(f"restart from snapshot '{source}' takes one node; "
+                             f"'{step.target}' is nodes {list(sids)}")
+        if not hasattr(ctx.target, "restore"):
+            raise scope.fail(f"the {ctx.target.kind} target cannot restore a dataDir")
     scope.begin()
     for sid in sids:
         fid = _pause_of(ctx, sid)
         if fid is not None:
             ctx.ledger.undo(fid, sid=sid)
-        ctx.target.restart(sid)
+        end_silent_death(ctx, sid)
+        if source is None:
+            ctx.target.restart(sid)
+            continue
+        if ctx.target.is_running(sid):
+            ctx.target.stop(sid)
+        try:
+            ctx.target.restore(sid, source)
+        except (OSError, RuntimeError, ValueError) as e:
+            raise scope.fail(f"restart of node {sid} from snapshot '{source}': {e}") from None
+        ctx.target.start(sid)
     ctx.bind(step.bind_as, sids)

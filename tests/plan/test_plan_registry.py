@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from chaos.plan import (NODE_STEP_KINDS, PLAN_FAULT_TYPES, PLAN_SCHEMA, PLAN_TOXIC_TYPES,
-                        STEP_KINDS, STEP_TYPES, Choice, NodeStep, PlanError, Repeat, Step,
-                        ToxicAdd, iter_steps, parse_plan, step_kind)
+                        STEP_KINDS, STEP_TYPES, Choice, NodeStep, PlanError, Repeat, Restart,
+                        Step, ToxicAdd, iter_steps, parse_plan, step_kind)
 from chaos.plan.model import SERVER_ONLY_TOXICS
 from chaos.toxiproxy.catalog import TOXIC_TYPES as CATALOG
 from chaos.toxiproxy.catalog import Unit
@@ -39,6 +39,11 @@ EXAMPLES = {
     "sleep": ("{sleep: 1500ms}", "sleep 1500ms"),
     "repeat": ("{repeat: {times: 3, steps: [{sleep: 1s}]}}", "repeat 3x"),
     "choice": ("{choice: {steps: [[{sleep: 1s}], [{kill: any}]]}}", "choice of 2"),
+    "silent_death": ("{silent_death: follower, as: ghost}", "silent_death follower"),
+    "start": ("{start: ghost}", "start ghost"),
+    "snapshot": ("{snapshot: {node: ghost, as: old}}", "snapshot ghost as old"),
+    "nemesis": ("{nemesis: {duration: 10s, faults: [kill, partition], interval: 1s..2s}}",
+                "nemesis 10s every 1s..2s: kill, partition"),
 }
 
 
@@ -57,7 +62,8 @@ def _issues(*steps: str) -> list[str]:
 def test_step_kinds_schema_and_dispatch_all_come_from_the_registry():
     assert STEP_KINDS == tuple(STEP_TYPES)
     assert STEP_KINDS == ("wait", "pick", "kill", "pause", "resume", "stop", "restart", "toxic",
-                          "untoxic", "partition", "heal", "sleep", "repeat", "choice")
+                          "untoxic", "partition", "heal", "sleep", "repeat", "choice",
+                          "silent_death", "start", "snapshot", "nemesis")
     defs = PLAN_SCHEMA["$defs"]
     assert [k for k in defs if k.startswith("step_")] == [f"step_{k}" for k in STEP_KINDS]
     for kind, cls in STEP_TYPES.items():
@@ -82,7 +88,8 @@ def test_every_kind_parses_to_its_registered_class():
 
 def test_node_steps_are_one_class_for_six_kinds():
     assert NODE_STEP_KINDS == ("pick", "kill", "pause", "resume", "stop", "restart")
-    assert {STEP_TYPES[k] for k in NODE_STEP_KINDS} == {NodeStep}
+    assert {STEP_TYPES[k] for k in NODE_STEP_KINDS} == {NodeStep, Restart}
+    assert issubclass(Restart, NodeStep)  # restart adds `from: SNAPSHOT`, nothing else
     assert NodeStep.binds == "nodes"
     kill = _plan("{kill: leader, as: x, label: boom}").steps[0]
     assert kill == NodeStep("kill", kill.target, "x", "steps[0]", "boom")
@@ -95,7 +102,8 @@ def test_node_steps_are_one_class_for_six_kinds():
 
 def test_as_is_refused_where_the_class_does_not_bind():
     assert _issues("{sleep: 1s, as: x}") == ["steps[0].as: unknown key 'as'"]
-    assert [k for k, c in STEP_TYPES.items() if c.binds] == [*NODE_STEP_KINDS, "partition"]
+    assert [k for k, c in STEP_TYPES.items() if c.binds] == [*NODE_STEP_KINDS, "partition",
+                                                             "silent_death", "start"]
 
 
 def test_nested_steps_are_children():
@@ -199,7 +207,7 @@ def test_a_new_step_kind_needs_only_its_class():
     assert got["long"] == ["n.yaml:5:10 steps[0].nap: nap 11s exceeds time_limit 10s"]
     assert got["as"] == ["n.yaml:5:19 steps[0].as: unknown key 'as'"]
     assert len(got["not_a_step"]) == 1 and got["not_a_step"][0].endswith(
-        "repeat, choice, nap, got 'nap'")
+        "repeat, choice, silent_death, start, snapshot, nemesis, nap, got 'nap'")
 
 
 # --------------------------------------------------------------------------- toxic types

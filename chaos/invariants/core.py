@@ -118,7 +118,8 @@ class NodeView:
     ``established`` is the epoch this node established in its current stint
     (one uninterrupted spell in one state); None until it does."""
 
-    up: bool = False
+    up: bool = False          # answered the last poll (or said something itself)
+    running: bool = False     # its process runs, as the orchestrator's process records say
     paused: bool = False
     state: str | None = None
     leader: int | None = None
@@ -127,7 +128,10 @@ class NodeView:
 
     @property
     def live(self) -> bool:
-        return self.up and not self.paused
+        """Expected to take part: its process runs and is not paused. A running
+        node that stops answering (a vote storm, a stuck loop) is live and not
+        agreeing; only the orchestrator's kill, stop or pause excuses it."""
+        return (self.up or self.running) and not self.paused
 
     def entering(self, state: str | None) -> "NodeView":
         """A new stint drops the established epoch; the same state keeps it."""
@@ -145,7 +149,8 @@ _NOBODY: NodeStates = MappingProxyType({})
 
 def _status(n: NodeView, r: Status) -> NodeView:
     if not r.up:
-        return replace(_DOWN, epoch=n.epoch if r.epoch is None else r.epoch)
+        return replace(_DOWN, running=n.running, paused=n.paused,
+                       epoch=n.epoch if r.epoch is None else r.epoch)
     n = replace(n, up=True)
     if r.state in _LIVE_STATES:
         n = n.entering(r.state)
@@ -160,7 +165,7 @@ def _status(n: NodeView, r: Status) -> NodeView:
 
 def _process(n: NodeView, r: Process) -> NodeView:
     if r.action == "started":
-        return replace(_UP, epoch=n.epoch)
+        return replace(_UP, running=True, epoch=n.epoch)
     if r.action == "resumed":
         return replace(n, up=True, paused=False)
     if r.action == "paused":

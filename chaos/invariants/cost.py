@@ -22,7 +22,8 @@ round, a re-send storm, a lost finalize wait) show here and nowhere else.
 Parameters (all optional): ``max_rounds``, ``max_notifications`` (per node and
 election, sent + received) and ``max_ms``. Over a bound is ``invalid``; with
 no bound the verdict is ``valid`` with the counts. When notification events
-were capped or not written, the rounds of that election are only a lower
+were capped (a ``notifications_capped`` record, or fewer events than the
+node counted) or not written, the rounds of that election are only a lower
 bound: over the bound is still ``invalid``, within it ``unknown``.
 Plans take bounds from clean runs with ``election_cost: baseline``
 (``chaos.baselines``; the parser turns it into the three numbers).
@@ -34,7 +35,7 @@ import math
 from dataclasses import dataclass
 from typing import Any, Iterable, Mapping
 
-from chaos.records import Journal, NodeEvent, Process, Teardown
+from chaos.records import Journal, NodeEvent, NotificationsCapped, Process, Teardown
 
 from .core import Context, Finding, as_int, invariant
 
@@ -74,6 +75,7 @@ def election_costs(ctx: Context) -> list[ElectionCost]:
     """Every finished election in the journal, in time order."""
     formed = _formed_at(ctx)
     teardown = next((r.t for r in ctx.records if isinstance(r, Teardown)), None)
+    capped = {r.election_seq for r in ctx.records if isinstance(r, NotificationsCapped)}
     open_: dict[int, tuple[NodeEvent, set[int], int]] = {}  # sid -> (start, LOOKING rounds sent, sent events)
     out: list[ElectionCost] = []
     for r in ctx.records:
@@ -103,7 +105,7 @@ def election_costs(ctx: Context) -> list[ElectionCost]:
             if reported is not None:
                 n_rounds, complete = reported, True
             else:
-                n_rounds, complete = max(1, len(rounds)), n_sent >= sent
+                n_rounds, complete = max(1, len(rounds)), n_sent >= sent and start.seq not in capped
             why = ""
             if formed is None or start.t < formed:
                 why = "before the ensemble formed"

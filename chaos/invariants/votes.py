@@ -7,7 +7,9 @@ Theory of operation. FastLeaderElection decides on one of two paths
   proposal (leader, zxid, peerEpoch) *in the decider's round* form a quorum of
   the ensemble's own verifier (majority, weights, groups: :class:`Voters`).
 * ``out_of_election``: ``ooePredicate`` and ``checkLeader`` — a quorum of
-  FOLLOWING/LEADING notifications name the leader with its epoch, and the
+  FOLLOWING/LEADING notifications name the leader (with its epoch, unless
+  they are of the decider's round: ``recvset`` keeps those without their
+  version, and ``Vote.equals`` then compares the leader alone), and the
   leader itself said LEADING, or, when the decider is the leader, the decider
   is still in the round it decides in (ZK-1514: a restarted node must not
   believe stale followers that it leads).
@@ -25,9 +27,9 @@ clock) never count.
 
 The node logs every notification it receives before it handles it, and
 counts them in ``election_finished.notifications_received``. When the window
-holds fewer events than that (the orchestrator capped them, or the node did
-not log them), a decision the events do not back is ``unknown (capped)``,
-never ``invalid``.
+holds fewer events than that, or a ``notifications_capped`` record names the
+election (the orchestrator kept only counts past its cap), a decision the
+events do not back is ``unknown (capped)``, never ``invalid``.
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
-from chaos.records import NodeEvent, Process
+from chaos.records import NodeEvent, NotificationsCapped, Process
 
 from .core import Context, Finding, as_int, invariant
 
@@ -107,9 +109,12 @@ def _judge(ctx: Context, sid: int, w: _Window, fin: NodeEvent) -> _Verdict:
                         evidence + tuple(n.seq for n in w.got if n.sender in exact)[:8])
     if path != "out_of_election":
         return _Verdict(True)
-    mixed = len({(n.version or 0) > 0 for n in w.got}) > 1  # Vote.equals then compares the leader only
+    # Vote.equals between two FOLLOWING/LEADING votes compares leader and peerEpoch, or the leader
+    # alone when one side has no version: recvset keeps same-round ones without their version
+    # (ZooKeeper's 5-argument Vote), outofelection keeps them with it.
+    mixed = len({(n.version or 0) > 0 for n in w.got}) > 1
     out = {n.sender for n in w.got if n.state in ("FOLLOWING", "LEADING") and n.leader == leader
-           and (n.peer_epoch == epoch or mixed)}
+           and (n.peer_epoch == epoch or n.round == rnd or mixed)}
     backers = out | exact
     if not ctx.voters.is_quorum(backers):
         return _Verdict(False, f"{decided} out of election, but only {sorted(backers) or 'nobody'} said they "
@@ -137,6 +142,7 @@ def vote_backing(ctx: Context, spec: Mapping[str, Any]) -> Finding:
     quorum of FOLLOWING/LEADING votes for the leader and the leader's own
     LEADING (ooePredicate, checkLeader)."""
     windows: dict[int, _Window] = {}
+    capped = {r.election_seq for r in ctx.records if isinstance(r, NotificationsCapped)}
     counts = {"quorum": 0, "out_of_election": 0}
     unsure: list[str] = []
     for r in ctx.records:
@@ -176,7 +182,8 @@ def vote_backing(ctx: Context, spec: Mapping[str, Any]) -> Finding:
                 continue
             received = as_int(r.get("notifications_received"))
             sent = as_int(r.get("notifications_sent"))
-            complete = (received is None or len(w.got) >= received) and (sent is None or w.sent >= sent)
+            complete = (w.start.seq not in capped and (received is None or len(w.got) >= received)
+                        and (sent is None or w.sent >= sent))
             if complete:
                 return Finding.invalid(verdict.message, verdict.evidence, r.seq)
             unsure.append(f"node {sid} at seq {r.seq} ({len(w.got)} of {received} received notifications logged)")

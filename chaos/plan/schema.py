@@ -93,14 +93,22 @@ _INVARIANT_KEYWORDS: dict[str, list[str]] = {"election_cost": ["baseline"]}
 
 
 def _invariant_schema(name: str, params: dict[str, Any]) -> dict[str, Any]:
-    branches: list[dict[str, Any]] = [{"type": "null"}, {"type": "boolean"},
-                                      {"type": "object", "properties": params, "additionalProperties": False}]
-    words = _INVARIANT_KEYWORDS.get(name)
-    if not words:
-        return {"anyOf": branches}
+    """`false` (off), nothing or `true` (on with defaults), a mapping of its
+    parameters, or one of its keywords. One schema, not anyOf: `properties`
+    only constrains mappings and `pattern` only strings, so a wrong key or
+    value is reported at its own path."""
+    words = _INVARIANT_KEYWORDS.get(name, [])
     keys = ", ".join(params)
-    return {"anyOf": [{"enum": words}, *branches],
-            "x-expected": f"{' or '.join(words)}, false, or a mapping of {keys}"}
+    out: dict[str, Any] = {
+        "type": ["null", "boolean", "object"] + (["string"] if words else []),
+        "properties": params, "additionalProperties": False,
+        "x-expected": ", ".join([*words, "false"]) + (f", or a mapping of {keys}" if keys else
+                                                        " or {} (it takes no parameters)"),
+    }
+    if words:
+        out["pattern"] = "^(" + "|".join(words) + ")$"
+    return out
+
 
 PLAN_SCHEMA: dict[str, Any] = {
     "$schema": "https://json-schema.org/draft/2020-12/schema",

@@ -132,3 +132,13 @@ def test_default_check_all_runs_it():
     election(b, 1)
     names = [r.name for r in check_all(b.journal(finished=False, invariants=()))]
     assert "election_cost" in names
+
+
+def test_a_capped_election_has_rounds_unknown_but_its_counts_still_judged():
+    b = formed()
+    start, fin = election(b, 2, rounds=(2,), received=6000)
+    b.rec("notifications_capped", sid=2, election_seq=start, kept=3, dropped_received=5997, cap="per_election")
+    r = election_cost(b.journal(finished=False, invariants=()), BOUNDS)
+    assert r.verdict == "invalid" and "6003 notifications > 30" in r.message
+    r = election_cost(b.journal(finished=False, invariants=()), {"max_rounds": 2})
+    assert r.verdict == "unknown" and "unknown (capped)" in r.message

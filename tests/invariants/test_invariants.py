@@ -222,6 +222,22 @@ def test_convergence_on_partial_journal_still_within_bound_is_unknown():
     assert convergence(journal(b, finished=False), {"within": 15}).verdict == "unknown"
 
 
+def test_a_running_node_that_stops_answering_is_not_excused_from_convergence():
+    """A vote storm makes a node too busy to answer polls; its process still
+    runs, so it is live and not agreeing: no "no quorum alive" excuse."""
+    b, _ = formed()
+    b.fault("requested", "f1", "kill", {"node": 3})
+    b.kill(3)
+    b.fault("effective", "f1", "kill", {"node": 3})
+    b.advance(0.5)
+    b.status(1, "LOOKING", -1)
+    b.status(2, up=False)          # not answering, never killed
+    b.advance(20)
+    b.status(1)
+    r = convergence(journal(b), {"within": 10})
+    assert r.verdict == "invalid", r.message
+
+
 def test_teardown_inside_the_bound_is_unknown_not_a_liveness_failure():
     """An interrupted run: the harness undoes the faults and stops every node
     2 s into a 15 s bound. The voters never agreed, but the bound was never given."""

@@ -158,13 +158,25 @@ def test_out_of_election_without_a_quorum_is_invalid():
     assert r.verdict == "invalid" and "only [2, 3] said they follow or lead it" in r.message
 
 
-def test_followers_of_another_epoch_do_not_back_it():
+def test_followers_of_another_epoch_and_round_do_not_back_it():
     b = formed()
-    start(b, 1, 1)
+    start(b, 1, 5)
     got(b, 1, 2, "FOLLOWING", 3, 1, peer_epoch=0)
     got(b, 1, 3, "LEADING", 3, 1, peer_epoch=2)
-    finish(b, 1, 3, 1, "out_of_election", received=2, peer_epoch=2)
+    finish(b, 1, 3, 5, "out_of_election", received=2, peer_epoch=2)
     assert judge(b).verdict == "invalid"
+
+
+def test_same_round_followers_back_it_whatever_peer_epoch_they_still_show():
+    """Seen in a clean run: a follower that has not yet updated its vote's
+    peerEpoch still counts, as recvset compares the leader alone."""
+    b = formed()
+    start(b, 2, 6)
+    got(b, 2, 1, "FOLLOWING", 3, 6, peer_epoch=3)
+    got(b, 2, 2, "LOOKING", 3, 6, peer_epoch=3)
+    got(b, 2, 3, "LEADING", 3, 6, peer_epoch=4)
+    finish(b, 2, 3, 6, "out_of_election", received=3, peer_epoch=4)
+    assert judge(b).verdict == "valid"
 
 
 def test_restarted_node_trusting_stale_followers_that_it_leads_is_invalid():
@@ -190,3 +202,14 @@ def test_a_leader_deciding_in_its_own_round_is_fine():
     got(b, 3, 2, "FOLLOWING", 3, 4)
     finish(b, 3, 3, 4, "out_of_election", received=2, sent_n=1)
     assert judge(b).verdict == "valid"
+
+
+def test_an_election_the_orchestrator_capped_is_unknown():
+    b = formed()
+    s = start(b, 1, 2)
+    got(b, 1, 1, "LOOKING", 1, 2)
+    finish(b, 1, 1, 2, received=1)  # the counts even agree: the cap record decides
+    b.rec("notifications_capped", sid=1, election_seq=s, logical_clock=2, kept=1, dropped_received=5000,
+          cap="per_election")
+    r = judge(b)
+    assert r.verdict == "unknown" and r.message.startswith("unknown (capped)")

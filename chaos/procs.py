@@ -32,6 +32,7 @@ import psutil
 __all__ = [
     "PR_SET_PDEATHSIG",
     "pdeathsig_preexec",
+    "set_priority",
     "RunRegistry",
     "spawn",
     "signal_tree",
@@ -51,13 +52,37 @@ PYCACHE_DIR = Path(tempfile.gettempdir()) / "fle-chaos-pycache"
 _libc = None
 
 
-def pdeathsig_preexec(parent_pid: int) -> Callable[[], None]:
+def set_priority(nice: int) -> None:
+    """Move the calling process ``nice`` steps down (> 0) or, where the
+    process may (CAP_SYS_NICE), up (< 0) the CPU priority scale.
+
+    Both knobs, because either may be the one the scheduler uses: the
+    process's own nice value, and — after ``setsid()`` the process leads a
+    new session, which Linux's autogroup scheduling (sched_autogroup_enabled)
+    makes a scheduling group of its own, where the plain nice value only
+    ranks threads inside the group — the group's nice in
+    ``/proc/self/autogroup``. Missing or refused knobs are skipped."""
+    if nice == 0:
+        return
+    try:
+        os.setpriority(os.PRIO_PROCESS, 0, os.getpriority(os.PRIO_PROCESS, 0) + nice)
+    except OSError:
+        pass
+    try:
+        with open("/proc/self/autogroup", "w") as fh:
+            fh.write(str(nice))
+    except OSError:
+        pass
+
+
+def pdeathsig_preexec(parent_pid: int, nice: int = 0) -> Callable[[], None]:
     """A preexec_fn: own session (a terminal Ctrl-C reaches only the
-    orchestrator, which then ends children in order) and SIGKILL on the
-    spawning thread's death."""
+    orchestrator, which then ends children in order), SIGKILL on the
+    spawning thread's death, and ``nice`` (see :func:`set_priority`)."""
 
     def preexec() -> None:
         os.setsid()
+        set_priority(nice)
         global _libc
         if _libc is None:
             _libc = ctypes.CDLL("libc.so.6", use_errno=True)

@@ -164,3 +164,22 @@ def test_python_env_caches_byte_code_outside_the_tree():
     # A prefix the caller chose is kept.
     assert procs.python_env("/p", {"PYTHONPYCACHEPREFIX": "/mine"})["PYTHONPYCACHEPREFIX"] == "/mine"
     assert procs.python_env("/p", {})["PYTHONPATH"] == "/p"
+
+
+def test_preexec_moves_the_child_and_its_autogroup_on_the_priority_scale():
+    base = os.getpriority(os.PRIO_PROCESS, 0)
+    for nice in (3, -2):
+        p = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"],
+                             preexec_fn=procs.pdeathsig_preexec(os.getpid(), nice))
+        try:
+            got = os.getpriority(os.PRIO_PROCESS, p.pid)
+            group = Path(f"/proc/{p.pid}/autogroup")
+            if nice > 0 or os.geteuid() == 0:   # raising needs CAP_SYS_NICE; else left alone
+                assert got == base + nice
+                if group.exists():
+                    assert group.read_text().split()[-1] == str(nice)
+            else:
+                assert got == base
+        finally:
+            p.kill()
+            p.wait()

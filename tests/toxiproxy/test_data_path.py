@@ -392,9 +392,14 @@ def test_a_hanging_upstream_dial_does_not_stall_the_next_client(target, make_pro
     try:
         p = make_proxy(upstream=up.addr)
         first = connect(p["port"])
+        dialled = time.monotonic()
         first.sendall(b"first")
-        time.sleep(0.2)  # the proxy's dial for `first` is now waiting on a dropped SYN
-        up.open()        # later dials succeed at once; the dropped SYN is retried after ~1 s
+        # The proxy's dial for `first` now waits on a dropped SYN, retried 1 s,
+        # 3 s and 7 s after it was sent. Open the upstream after the second
+        # retry was dropped too: `second` then has ~3.5 s before `first` can
+        # get through, a margin that holds with both cores busy.
+        time.sleep(max(0.0, dialled + 3.5 - time.monotonic()))
+        up.open()        # later dials succeed at once; the dropped SYN is retried at ~7 s
         second = connect(p["port"])
         second.sendall(b"second")
         second.settimeout(10)

@@ -13,12 +13,15 @@ margins below are the one place that says how much slack a bound has:
   max_rounds        clean max + ROUNDS_MARGIN (1)
   max_notifications clean max × NOTIFICATIONS_FACTOR (1.5), at least
                     NOTIFICATIONS_MIN_MARGIN (10) above it
-  max_ms            clean p99 × DURATION_FACTOR (3)
+  max_ms            clean p99 × DURATION_FACTOR (3), at least
+                    DURATION_MIN_MARGIN_MS (1000) above it
 
 Counts carry the weight: a re-send storm or an extra round shows in them on any
 machine; the duration bound is wide so a busy machine never trips it. The
 slack on counts covers what timing legitimately moves (one more re-send
-while a peer is cut off, catching up with a round).
+while a peer is cut off, catching up with a round); the floor on durations
+keeps a 20 ms out-of-election join from failing at 70 ms when the machine
+stalls for a moment.
 """
 
 from __future__ import annotations
@@ -36,7 +39,7 @@ from typing import Any, Callable, Mapping
 
 __all__ = [
     "BASELINES_FILE", "RECORDING_ENV", "ROUNDS_MARGIN", "NOTIFICATIONS_FACTOR", "NOTIFICATIONS_MIN_MARGIN",
-    "DURATION_FACTOR", "BaselineError", "baselines_path", "bounds_from", "resolve", "recording",
+    "DURATION_FACTOR", "DURATION_MIN_MARGIN_MS", "BaselineError", "baselines_path", "bounds_from", "resolve", "recording",
     "measure", "record_baselines",
 ]
 
@@ -48,6 +51,7 @@ ROUNDS_MARGIN = 1
 NOTIFICATIONS_FACTOR = 1.5
 NOTIFICATIONS_MIN_MARGIN = 10
 DURATION_FACTOR = 3.0
+DURATION_MIN_MARGIN_MS = 1000.0
 TABLE_VERSION = 1
 
 
@@ -74,7 +78,7 @@ def bounds_from(entry: Mapping[str, Any]) -> dict[str, float]:
         raise BaselineError(f"baseline entry lacks {e}") from None
     return {"max_rounds": rounds + ROUNDS_MARGIN,
             "max_notifications": max(math.ceil(notes * NOTIFICATIONS_FACTOR), notes + NOTIFICATIONS_MIN_MARGIN),
-            "max_ms": float(math.ceil(p99 * DURATION_FACTOR))}
+            "max_ms": float(math.ceil(max(p99 * DURATION_FACTOR, p99 + DURATION_MIN_MARGIN_MS)))}
 
 
 def _read_table(path: Path) -> dict[str, Any]:

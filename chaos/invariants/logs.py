@@ -16,9 +16,10 @@ syncs again (TRUNC cuts that tail). Two moments are checked:
   final leader F (the leader of the highest established epoch). A node whose
   last establishment was F's epoch under F ("synced with the final leader")
   must hold a prefix of F's log: no txn F lacks below F's last zxid, no hole,
-  and nothing of an older epoch beyond it. Every other node (dead, restarted
-  and never re-synced, or left behind in a partition) is judged only on what
-  it cannot have legally: a divergence at or below its own commit mark, or a
+  and nothing of an older epoch beyond it. A node started again after its
+  last sync and never synced since (its dataDir may be an older copy) is not
+  judged for its log. Every other node (dead, or left behind in a partition)
+  is judged only on what it cannot have legally: a divergence at or below its own commit mark, or a
   divergence below a txn of a later epoch that both logs hold (both then
   synced with that epoch's one leader, so both copied its history).
 
@@ -30,7 +31,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Iterable, Mapping
 
-from chaos.records import LogSummary, NodeEvent, Status
+from chaos.records import LogSummary, NodeEvent, Process, Status
 
 from .core import Context, Finding, as_int, invariant
 
@@ -176,6 +177,15 @@ def _judge_end(ctx: Context, ests: list[_Established], logs: dict[int, LogSummar
     last_est: dict[int, _Established] = {}
     for e in ests:
         last_est[e.sid] = e  # records are in time order
+    order = {r.seq: i for i, r in enumerate(ctx.records)}
+    restarted: dict[int, int] = {}  # sid -> seq of its last process start
+    for r in ctx.records:
+        if isinstance(r, Process) and r.action == "started" and r.sid is not None:
+            restarted[r.sid] = r.seq
+    again = restarted.get(final.sid)
+    if again is not None and order.get(again, -1) > order.get(final.seq, -1):
+        return Finding.valid(f"the final leader {final.sid} (epoch {final.epoch}) was started again at seq {again} "
+                             "and never led since; its log is no reference, so the final logs were not compared")
     ref_last = _last(ref.runs)
     judged, spared, bad = [], [], []
     for sid in sorted(logs):
@@ -186,6 +196,12 @@ def _judge_end(ctx: Context, ests: list[_Established], logs: dict[int, LogSummar
             spared.append(f"{sid} (log unreadable)")
             continue
         est = last_est.get(sid)
+        again = restarted.get(sid)
+        if est is not None and again is not None and order.get(again, -1) > order.get(est.seq, -1):
+            # started again after its last sync (perhaps from an older copy of its dataDir)
+            # and never synced since: what it holds is not what it synced
+            spared.append(f"{sid} (restarted at seq {again} after its last sync, never re-synced)")
+            continue
         synced = est is not None and est.epoch == final.epoch and est.leader == final.sid
         d = first_divergence(summary.runs, ref.runs)
         if d is not None and d.holder == "b" and not d.other_goes_on:

@@ -169,3 +169,29 @@ def test_partial_journal_judges_the_epochs_so_far():
     b = formed_with_txns()
     r = log_agreement(journal(b))
     assert r.verdict == "valid" and "so far" in r.message
+
+
+def test_node_restarted_after_its_last_sync_and_never_resynced_is_not_judged():
+    """restart {from: snapshot}: the dataDir may be an older copy with a tail the quorum truncated."""
+    b = formed_with_txns()
+    kill_and_reelect(b, 3, 2, [1, 2])
+    b.commit(2, [1])
+    b.advance(1.0)
+    b.process(1, "stopped")
+    b.start([1])  # from an old copy: it holds 1:4, which leader 2 never had, and has not synced yet
+    b.log[1] = {1: [1, 4]}
+    b.log_summaries()
+    r = log_agreement(journal(b))
+    assert r.verdict == "valid", r.message
+    assert "1 (restarted at seq" in r.message and "never re-synced" in r.message
+
+
+def test_final_leader_restarted_from_an_older_copy_is_no_reference():
+    b = formed_with_txns()
+    b.advance(1.0)
+    b.process(3, "stopped")
+    b.start([3])
+    b.log[3] = {1: [1, 1]}  # its dataDir restored from a copy taken early
+    b.log_summaries()
+    r = log_agreement(journal(b))
+    assert r.verdict == "valid" and "its log is no reference" in r.message

@@ -82,7 +82,10 @@ def cli() -> None:
 @click.option("--jobs", type=click.IntRange(1), default=1, help="Runs in parallel (separate processes).")
 @click.option("--target", type=click.Choice(_target_names()), default="fle", show_default=True,
               help="What runs the plan: our node (fle).")
-def run(plans, seed, repeat, out, time_limit, toxiproxy_url, toxiproxy_bin, replay, jobs, target) -> None:
+@click.option("--shrink", is_flag=True, help="Shrink each invalid run (as chaos shrink RUN_DIR).")
+@click.option("--shrink-budget", default=None, help="Bound for each shrink, e.g. 10m (default 20m).")
+def run(plans, seed, repeat, out, time_limit, toxiproxy_url, toxiproxy_bin, replay, jobs, target,
+        shrink, shrink_budget) -> None:
     """Run PLAN(s); print the seed and where the journal and report are."""
     if toxiproxy_url and toxiproxy_bin:
         raise click.UsageError("--toxiproxy and --toxiproxy-bin exclude each other")
@@ -99,6 +102,7 @@ def run(plans, seed, repeat, out, time_limit, toxiproxy_url, toxiproxy_bin, repl
         limit = _seconds(time_limit)
         if limit is None:
             raise click.UsageError(f"--time-limit: expected a duration like 90s, got {time_limit!r}")
+    shrink_s = _shrink_budget(shrink, shrink_budget)
     loaded, bad = _load_plans(plans)
     if bad:
         sys.exit(ExitCode.USAGE)
@@ -111,14 +115,14 @@ def run(plans, seed, repeat, out, time_limit, toxiproxy_url, toxiproxy_bin, repl
             raise click.UsageError(f"{used[0]} already holds a run; pick another --out")
     if jobs > 1 and multi:
         sys.exit(_run_parallel(runs, jobs, seed=seed, out=out, limit=limit, toxiproxy_url=toxiproxy_url,
-                               toxiproxy_bin=toxiproxy_bin, replay=replay, target=target))
+                               toxiproxy_bin=toxiproxy_bin, replay=replay, target=target, shrink_s=shrink_s))
     codes = []
     for plan, k in runs:
         run_out = out
         if multi and out is not None:
             run_out = out / f"{plan.name}-{k + 1}"
         codes.append(_run_one(plan, _seed_for(plan, seed, k), run_out, limit, toxiproxy_url,
-                              toxiproxy_bin, replay, target))
+                              toxiproxy_bin, replay, target, shrink_s))
     sys.exit(_combine(codes))
 
 
@@ -144,7 +148,7 @@ def _seconds(text: str) -> float | None:
         return None
 
 
-def _run_one(plan, seed, out, limit, toxiproxy_url, toxiproxy_bin, replay, target) -> int:
+def _run_one(plan, seed, out, limit, toxiproxy_url, toxiproxy_bin, replay, target, shrink_s=None) -> int:
     from chaos.runner import RunOptions, run_plan
     opts = RunOptions(plan=plan, seed=seed, out=out, time_limit_s=limit, toxiproxy_url=toxiproxy_url,
                       toxiproxy_bin=toxiproxy_bin, replay=replay, target=target,
@@ -160,10 +164,13 @@ def _run_one(plan, seed, out, limit, toxiproxy_url, toxiproxy_bin, replay, targe
     click.echo(f"  journal: {result.run_dir / 'journal.json'}")
     click.echo(f"  report:  {result.run_dir / 'report.html'}")
     click.echo(f"  replay:  chaos run {plan.source_path or plan.name} --seed {result.seed} --replay {result.run_dir}")
+    if shrink_s is not None and result.exit_code == ExitCode.INVALID:
+        _shrink(result.run_dir, shrink_s, run_args=_pass_on(limit, toxiproxy_url, toxiproxy_bin))
     return result.exit_code
 
 
-def _run_parallel(runs, jobs, *, seed, out, limit, toxiproxy_url, toxiproxy_bin, replay, target) -> int:
+def _run_parallel(runs, jobs, *, seed, out, limit, toxiproxy_url, toxiproxy_bin, replay, target,
+                  shrink_s=None) -> int:
     """Each run in its own `python -m chaos run` process (PDEATHSIG needs the
     spawning thread to live, and a crash of one run must not take the others)."""
     from chaos import procs
@@ -196,6 +203,8 @@ def _run_parallel(runs, jobs, *, seed, out, limit, toxiproxy_url, toxiproxy_bin,
                     argv += ["--toxiproxy-bin", toxiproxy_bin]
                 if replay:
                     argv += ["--replay", str(replay)]
+                if shrink_s is not None:
+                    argv += ["--shrink", "--shrink-budget", f"{shrink_s}s"]
                 proc = subprocess.Popen(argv, preexec_fn=procs.pdeathsig_preexec(os.getpid()))
                 active.append((proc, plan.name))
                 click.echo(f"started {plan.name} (pid {proc.pid}) -> {run_out}", err=True)
@@ -234,6 +243,58 @@ def validate(plans) -> None:
     for plan in loaded:
         click.echo(f"{plan.source_path}: ok ({plan.name}, {len(plan.steps)} steps)")
     sys.exit(ExitCode.USAGE if bad else ExitCode.OK)
+
+
+@cli.command("shrink")
+@click.argument("run_dir", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--budget", default="20m", show_default=True, help="Bound for the whole shrink, e.g. 20m.")
+@click.option("--tries", type=click.IntRange(1), default=3, show_default=True,
+              help="Runs per candidate; it fails if any of them is invalid.")
+@click.option("--jobs", type=click.IntRange(1), default=1, help="Runs in parallel (separate processes).")
+@click.option("--toxiproxy", "toxiproxy_url", default=None, help="Use a running Toxiproxy at URL.")
+@click.option("--toxiproxy-bin", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="Launch this toxiproxy-server binary.")
+def shrink_cmd(run_dir, budget, tries, jobs, toxiproxy_url, toxiproxy_bin) -> None:
+    """Re-run smaller versions of an invalid run's resolved schedule and write
+    the smallest that still fails as RUN_DIR/minimal.yaml (exit 0; 2: not an
+    invalid run; 3: the failure did not reproduce within the budget)."""
+    sys.exit(_shrink(run_dir, _shrink_budget(True, budget), tries=tries, jobs=jobs,
+                     run_args=_pass_on(None, toxiproxy_url, toxiproxy_bin)))
+
+
+def _shrink_budget(shrink: bool, text: str | None) -> float | None:
+    from chaos.shrink import DEFAULT_BUDGET_S
+    if not shrink:
+        return None
+    budget = DEFAULT_BUDGET_S if text is None else _seconds(text)
+    if budget is None or budget <= 0:
+        raise click.UsageError(f"expected a budget like 20m, got {text!r}")
+    return budget
+
+
+def _pass_on(limit, toxiproxy_url, toxiproxy_bin) -> list[str]:
+    """The `chaos run` options a shrink's runs keep."""
+    out = [] if limit is None else ["--time-limit", f"{limit}s"]
+    if toxiproxy_url:
+        out += ["--toxiproxy", toxiproxy_url]
+    if toxiproxy_bin:
+        out += ["--toxiproxy-bin", str(toxiproxy_bin)]
+    return out
+
+
+def _shrink(run_dir, budget_s, *, tries=None, jobs=1, run_args=()) -> int:
+    from chaos.shrink import DEFAULT_TRIES, ShrinkOptions, ShrinkUsage, shrink_run
+    try:
+        result = shrink_run(ShrinkOptions(Path(run_dir), budget_s=budget_s, tries=tries or DEFAULT_TRIES,
+                                          jobs=jobs, run_args=run_args))
+    except ShrinkUsage as e:
+        click.echo(str(e), err=True)
+        return int(ExitCode.USAGE)
+    click.echo(f"shrink {run_dir}: {result.outcome.replace('_', ' ')} after {result.runs} run(s)")
+    if result.minimal is not None:
+        click.echo(f"  minimal: {result.minimal}")
+    click.echo(f"  log:     {result.log}")
+    return result.exit_code
 
 
 @cli.command("list")

@@ -271,6 +271,24 @@ def _rel_link(path: Any, run_dir: Path) -> str | None:
     return p.as_posix()
 
 
+def _shrink_view(run_dir: Path) -> dict[str, Any] | None:
+    """`chaos shrink` leaves minimal.yaml (and shrink.json) beside the journal."""
+    if not (run_dir / "minimal.yaml").is_file():
+        return None
+    view: dict[str, Any] = {"minimal": "minimal.yaml", "log": None, "summary": ""}
+    try:
+        log = json.loads((run_dir / "shrink.json").read_text(encoding="utf-8"))
+        before, after = log.get("original") or {}, log.get("minimal")
+        view["log"] = "shrink.json"
+        if after:  # a later shrink that found nothing leaves the earlier minimal.yaml
+            view["summary"] = (f"{len(after.get('faults', []))} of {len(before.get('faults', []))} faults, "
+                               f"{after.get('steps', '—')} of {before.get('steps', '—')} steps; "
+                               f"{log.get('runs', '—')} runs, {log.get('outcome', '—')}")
+    except (OSError, ValueError, AttributeError, TypeError):
+        pass
+    return view
+
+
 def _invariant_rows(results: tuple[InvariantResult, ...], row_seqs: set[int]) -> list[dict[str, Any]]:
     return [{"name": r.name, "verdict": str(r.verdict), "message": r.message or "—", "first_violation": r.first_violation,
              "links": [{"seq": s, "present": s in row_seqs} for s in r.evidence]} for r in results]
@@ -378,6 +396,7 @@ def report_context(journal: Journal, run_dir: str | os.PathLike[str] = ".") -> d
             "target": _target_text(journal), "simulated": run.simulated,
         },
         "warnings": warnings,
+        "shrink": _shrink_view(run_dir),
         "invariants": invariants,
         "timeline": _timeline_view(tl, fv_t),
         "steps": steps,

@@ -281,15 +281,34 @@ def test_a_schedule_that_does_not_parse_is_refused(tmp_path):
 # --------------------------------------------------------------------------- real runs
 
 
+SILENT_LEADER = """\
+name: silent_leader
+description: The leader dies silently behind black-holed links; healed, restarted, it rejoins.
+seed: 3
+time_limit: 40s
+ensemble: {nodes: 3}
+steps:
+  - wait: {for: stable, timeout: 15s}
+  - silent_death: leader
+    as: gone
+  - wait: {for: leader, timeout: 15s}
+  - heal: gone
+  - restart: gone
+  - wait: {for: stable, timeout: 15s}
+"""
+
+
 @pytest.mark.slow
 @needs_node
 @needs_toxiproxy
 def test_written_schedules_run_and_redo_the_same_actions(tmp_path):
     """random_faults: repeat, choice, a partition (halves) and toxics; one_way_partition:
     a cut that is not a split; leader_links_down: a `down` toxic on both ports, both ways;
-    silent_peer_death: silent deaths healed, then restarts."""
-    names = ["random_faults", "one_way_partition", "leader_links_down", "silent_peer_death"]
-    res = run_chaos("run", *(str(PLANS / f"{n}.yaml") for n in names), "--jobs", "4",
+    silent_leader: a silent death healed, then a restart (a plan of this test's own)."""
+    names = ["random_faults", "one_way_partition", "leader_links_down", "silent_leader"]
+    (tmp_path / "silent_leader.yaml").write_text(SILENT_LEADER)
+    sources = [PLANS / f"{n}.yaml" for n in names[:3]] + [tmp_path / "silent_leader.yaml"]
+    res = run_chaos("run", *map(str, sources), "--jobs", "4",
                     "--out", str(tmp_path / "orig"), timeout=300)
     assert res.returncode in (0, 1), res.stdout + res.stderr   # a verdict either way: the runs ran
     written = []
@@ -308,6 +327,10 @@ def test_written_schedules_run_and_redo_the_same_actions(tmp_path):
     leader = next(r.resolved["target"][0] for r in load(ow_dir).of_type(StepFinished) if r.kind == "pick")
     assert [x.value for x in schedule_from_run(ow_dir).steps if x.kind == "partition"] == [
         {"one_way": {"from": leader, "to": "all"}, "port": "both"}]
+
+    sl = schedule_from_run(tmp_path / "orig" / "silent_leader-1")
+    assert [(x.kind, x.unit) for x in sl.steps if x.unit] == [("silent_death", "d1"), ("heal", "d1"),
+                                                             ("restart", "d1")]
 
     res = run_chaos("validate", *map(str, written), timeout=120)
     assert res.returncode == 0, res.stdout + res.stderr

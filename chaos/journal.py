@@ -79,7 +79,8 @@ class JournalWriter:
         return self._start_mono_ms
 
     def snapshot(self) -> Journal:
-        """The journal so far, typed; invariants run on it during the run."""
+        """The journal so far, typed; invariants run on it during the run.
+        After :meth:`finish` it is the whole journal, results included."""
         with self._lock:
             header = {k: v for k, v in self._header.items()}
             records = tuple(self._records)
@@ -146,10 +147,11 @@ class JournalWriter:
                        duration_s=round(finished - run.get("started_at", self._started_at), 3),
                        exit_code=int(exit_code), verdict=str(verdict))
             results = [r.to_json() for r in invariants]
+            self._header["invariants"] = results
+            self._header["verdict"] = str(verdict)
             self._write_line({"header": {"run": run, "invariants": results, "verdict": str(verdict)}}, sync=True)
             whole = {"schema_version": SCHEMA_VERSION, **self._header,
-                     "records": [r.to_json() for r in self._records],
-                     "invariants": results, "verdict": str(verdict)}
+                     "records": [r.to_json() for r in self._records]}
             path = self.run_dir / JOURNAL_JSON
             fd, tmp = tempfile.mkstemp(prefix=".journal.", suffix=".tmp", dir=self.run_dir)
             try:

@@ -50,7 +50,7 @@ from chaos.observe import NodeStatus, Observer
 from chaos.outcome import ExitCode, Verdict, overall
 from chaos.plan.model import Plan, Wait, WaitCondition
 from chaos.ports import reserve_ports
-from chaos.records import Fault, LogSummary, Process, RunStarted, StepFinished, Teardown
+from chaos.records import Fault, Journal, LogSummary, Process, RunStarted, StepFinished, Teardown
 from chaos.steps import SetupFailure, StepFailed, run_step, run_steps
 from chaos.targets import create_target
 
@@ -387,6 +387,8 @@ class Runner:
                     if self.journal is not None:
                         reason = "interrupted" if interrupted else "failed" if infra else "finished"
                         self.journal.record(Teardown, reason=reason)
+                    t_down = time.monotonic()
+            self.progress.say(f"teardown: faults undone, nodes and proxies gone ({time.monotonic() - t_down:.1f} s)")
             if self.ctx is not None:
                 self.ctx.observer.drain_events()
                 self.ctx.observer.close_elections()
@@ -400,6 +402,7 @@ class Runner:
             return RunResult(ExitCode.INFRA, Verdict.UNKNOWN, self.run_dir, self.seed, error=error)
         specs = {i.name: dict(i.params) for i in self.plan.invariants} or None
         journal = self.journal.snapshot()
+        t0 = time.monotonic()
         try:
             results = inv.check_all(journal, specs)
         except Exception as e:
@@ -407,6 +410,8 @@ class Runner:
             error = error or f"invariant check crashed: {type(e).__name__}: {e}"
         verdict = overall(results)
         setup = inv.setup_failure(journal)
+        self.progress.say(f"checks: {len(results)} invariants on {len(journal.records)} records "
+                          f"({time.monotonic() - t0:.1f} s)")
         if setup is not None:
             verdict, infra = Verdict.UNKNOWN, True
             error = error or setup
@@ -427,22 +432,24 @@ class Runner:
             self.journal.set_header(run={"aborted": self.aborted})
         self.journal.finish(results, verdict, code)
         self.journal.close()
-        _render(self.run_dir, self.warn)
+        t0 = time.monotonic()
+        _render(self.run_dir, self.warn, self.journal.snapshot())
+        self.progress.say(f"report written ({time.monotonic() - t0:.1f} s)")
         return RunResult(int(code), str(verdict), self.run_dir, self.seed, results, error)
 
 
-def _render(run_dir: Path, warn: Callable[[str], None]) -> None:
+def _render(run_dir: Path, warn: Callable[[str], None], journal: Journal) -> None:
     try:
         from chaos.report import render_index, render_report, write_junit
     except Exception as e:
         warn(f"no report renderer: {e}")
         return
     try:
-        render_report(run_dir)
+        render_report(run_dir, journal=journal)
     except Exception as e:
         warn(f"report rendering failed: {type(e).__name__}: {e}")
     try:
-        write_junit(load_journal(run_dir), run_dir / "junit.xml")
+        write_junit(journal, run_dir / "junit.xml")
     except Exception as e:
         warn(f"junit writing failed: {type(e).__name__}: {e}")
     parent = run_dir.resolve().parent

@@ -420,10 +420,12 @@ def render_html(journal: Journal, run_dir: str | os.PathLike[str] = ".") -> str:
     return _env.get_template("report.html.j2").render(**report_context(journal, run_dir))
 
 
-def render_report(run_dir: str | os.PathLike[str], out: str | os.PathLike[str] | None = None) -> Path:
-    """Render ``RUN_DIR/report.html`` from the run's journal (``load``) and return its path."""
+def render_report(run_dir: str | os.PathLike[str], out: str | os.PathLike[str] | None = None,
+                  journal: Journal | None = None) -> Path:
+    """Render ``RUN_DIR/report.html`` from the run's journal and return its path.
+    ``journal``: the one the runner already holds, so a large run is not read twice."""
     run_dir = Path(run_dir)
-    journal = load(run_dir)
+    journal = load(run_dir) if journal is None else journal
     path = Path(out) if out is not None else run_dir / REPORT_NAME
     text = render_html(journal, run_dir)
     tmp = path.with_name(f".{path.name}.tmp")

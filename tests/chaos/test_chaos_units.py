@@ -214,3 +214,75 @@ def test_confirm_journals_a_fresh_poll_even_when_nothing_changed(tmp_path):
         j.close()
     finally:
         srv.close()
+
+
+def _counting_server(reply: bytes, delay: float = 0.0):
+    """A `fles` stand-in that answers after ``delay`` and counts connections."""
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    s.listen(16)
+    seen: list[float] = []
+
+    def answer(c):
+        c.recv(16)
+        time.sleep(delay)
+        c.sendall(reply)
+        c.close()
+
+    def serve():
+        while True:
+            try:
+                c, _ = s.accept()
+            except OSError:
+                return
+            seen.append(time.monotonic())
+            threading.Thread(target=answer, args=(c,), daemon=True).start()
+
+    threading.Thread(target=serve, daemon=True).start()
+    return s, seen
+
+
+def test_a_quiet_node_is_polled_slowly_until_an_event_wakes_its_poller(tmp_path):
+    srv, seen = _counting_server(b"fle_state\tFOLLOWING\nfle_leader\t2\nfle_current_epoch\t1\nfle_synced\t1\n")
+    ev = tmp_path / "events.jsonl"
+    ev.write_text("")
+    j = JournalWriter(tmp_path / "run")
+    obs = Observer(j, {1: (srv.getsockname()[1], ev)}, running=lambda sid: True,
+                   interval=0.02, idle_interval=5.0, quiet_polls=3)
+    obs.start()
+    try:
+        deadline = time.monotonic() + 5
+        while len(seen) < 4 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        time.sleep(0.4)            # fast polling would poll ~20 more times
+        assert len(seen) == 4      # the first answer, then 3 identical ones: quiet
+        with open(ev, "a") as fh:
+            fh.write(json.dumps({"ts": 1.0, "mono_ms": j.start_mono_ms + 1, "sid": 1,
+                                 "event": "state_changed", "from": "FOLLOWING", "to": "LOOKING"}) + "\n")
+        t_event = time.monotonic()
+        while len(seen) < 5 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert len(seen) >= 5 and seen[4] - t_event < 1.0
+    finally:
+        obs.stop()
+        srv.close()
+        j.close()
+
+
+def test_confirm_polls_the_nodes_side_by_side(tmp_path):
+    reply = b"fle_state\tLEADING\nfle_leader\t1\nfle_current_epoch\t2\nfle_synced\t1\n"
+    servers = [_counting_server(reply, delay=0.3)[0] for _ in range(4)]
+    try:
+        j = JournalWriter(tmp_path / "run")
+        obs = Observer(j, {k + 1: (s.getsockname()[1], tmp_path / "none.jsonl") for k, s in enumerate(servers)},
+                       running=lambda sid: True)
+        t0 = time.monotonic()
+        view = obs.confirm([4, 2, 1, 3])
+        assert time.monotonic() - t0 < 1.1          # one after the other: 1.2 s or more
+        assert all(view[s].state == "LEADING" for s in (1, 2, 3, 4))
+        assert [r.sid for r in j.snapshot().of_type(Status)] == [4, 2, 1, 3]
+        obs.stop()
+        j.close()
+    finally:
+        for s in servers:
+            s.close()

@@ -35,6 +35,8 @@ __all__ = ["PORTS", "Link", "AppliedToxic", "LinkFaults", "proxy_name", "streams
 
 PORTS = ("election", "quorum")
 BLACKHOLE = {"type": "timeout", "attributes": {"timeout": 0}}
+POPULATE_BATCH = 200
+"""Proxies per /populate request (each one a bound listener on the server)."""
 
 Link = tuple[int, int, str]  # (from sid, to sid, port)
 
@@ -96,11 +98,26 @@ class LinkFaults:
                  "listen": f"{self.host}:{lp}", "upstream": f"{self.host}:{self.real_ports[b][p]}"}
                 for (a, b, p), lp in sorted(self.listen_ports.items())]
 
-    def create_proxies(self) -> None:
-        for (a, b, p), lp in sorted(self.listen_ports.items()):
-            name = proxy_name(self.run_id, a, b, p)
-            self.client.create_proxy(name, f"{self.host}:{lp}", f"{self.host}:{self.real_ports[b][p]}")
-            self.created.append(name)
+    def create_proxies(self, batch: int = POPULATE_BATCH) -> None:
+        """Create every proxy of the run with Toxiproxy's ``/populate`` (the real
+        2.12 server has it too), ``batch`` proxies a request: one POST per proxy
+        was 1200 HTTP exchanges at 25 nodes. On an error, what the server did
+        create is still deleted at the end (found by listing)."""
+        wanted = [{"name": proxy_name(self.run_id, a, b, p), "listen": f"{self.host}:{lp}",
+                   "upstream": f"{self.host}:{self.real_ports[b][p]}", "enabled": True}
+                  for (a, b, p), lp in sorted(self.listen_ports.items())]
+        for i in range(0, len(wanted), batch):
+            chunk = wanted[i:i + batch]
+            try:
+                self.client.populate(chunk)
+            except Exception:
+                names = {w["name"] for w in chunk}
+                try:
+                    self.created += [n for n in self.client.list_proxies() if n in names]
+                except Exception:
+                    self.created += sorted(names)   # unknown: try to delete them all
+                raise
+            self.created += [w["name"] for w in chunk]
 
     def delete_proxies(self, log: Callable[[str], None] = lambda m: None) -> None:
         for name in reversed(self.created):

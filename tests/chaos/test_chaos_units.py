@@ -286,3 +286,41 @@ def test_confirm_polls_the_nodes_side_by_side(tmp_path):
     finally:
         for s in servers:
             s.close()
+
+
+def test_proxies_are_created_by_populate_in_batches_and_a_failure_leaves_them_deletable():
+    class Client:
+        def __init__(self, fail_on: int | None = None):
+            self.calls, self.server, self.fail_on = [], {}, fail_on
+
+        def populate(self, proxies):
+            self.calls.append([p["name"] for p in proxies])
+            for k, p in enumerate(proxies):
+                if len(self.calls) == self.fail_on and k == 2:
+                    raise RuntimeError("bind: address already in use")
+                self.server[p["name"]] = p
+
+        def list_proxies(self):
+            return dict(self.server)
+
+    sids = (1, 2, 3)
+    links = LinkFaults.all_links(sids)
+    real = {s: {"election": 100 + s, "quorum": 200 + s} for s in sids}
+    listen = {l: 300 + k for k, l in enumerate(links)}
+    ok = Client()
+    lf = LinkFaults(ok, "r1", real, listen)
+    lf.create_proxies(batch=5)
+    assert [len(c) for c in ok.calls] == [5, 5, 2]
+    assert sorted(lf.created) == sorted(ok.server) and len(ok.server) == 12
+    p = ok.server["fle_r1_1to2_election"]
+    assert (p["listen"], p["upstream"], p["enabled"]) == ("127.0.0.1:300", "127.0.0.1:102", True)
+
+    bad = Client(fail_on=2)
+    lf = LinkFaults(bad, "r2", real, listen)
+    try:
+        lf.create_proxies(batch=5)
+    except RuntimeError:
+        pass
+    else:
+        raise AssertionError("the populate error must propagate")
+    assert sorted(lf.created) == sorted(bad.server) and len(bad.server) == 7

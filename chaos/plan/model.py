@@ -988,10 +988,10 @@ class Choice(Step):
 @step_kind("silent_death")
 @dataclass(frozen=True, slots=True)
 class SilentDeath(Step):
-    """A peer vanishes without a FIN or RST reaching anyone: every link of the
-    node (both directions, both ports) is black-holed with Toxiproxy's
-    timeout-0 toxic, which drops bytes and keeps connections open, and the
-    process is frozen behind it (killing it would send FINs that the proxy
+    """A peer vanishes without a FIN or RST reaching anyone: the process is
+    frozen and every link of the node (both directions, both ports) is
+    black-holed with Toxiproxy's timeout-0 toxic, which drops bytes and keeps
+    connections open (killing it instead would send FINs that the proxy
     passes on as closes). Its peers keep stale connections to it. `heal`
     (its `as:` name, or all) ends it: the process is killed, then the links
     are lifted, and only then do the peers see the connections close. The

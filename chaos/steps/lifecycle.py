@@ -7,9 +7,9 @@ left out, or one killed or stopped), and refuses a running one.
 (``snapshot(sid, name)``); ``restart: {node, from}`` (:mod:`chaos.steps.nodes`)
 puts the copy back (``restore(sid, name)``) before the node starts.
 
-``silent_death`` is one fault in the ledger, kind ``silent_death``: every link
-of the node is black-holed (the timeout-0 toxic drops bytes and leaves the
-connections open) and the process is frozen behind it (SIGSTOP). It is not
+``silent_death`` is one fault in the ledger, kind ``silent_death``: the process
+is frozen (SIGSTOP) and every link of the node black-holed behind it (the
+timeout-0 toxic drops bytes and leaves the connections open). It is not
 killed there: a killed process's kernel sends a FIN on every socket, the
 proxy sees it as the end of the stream and the timeout toxic passes that on
 as a close (so does Toxiproxy's), and its peers would know at once. A frozen
@@ -101,12 +101,15 @@ def silent_death(step: Any, ctx: RunContext, scope: StepScope) -> None:
         def do(fid: str, sid: int = sid, pairs: list = pairs, target: dict = target,
                links: list = links) -> Any:
             try:
-                ctx.links.block(fid, pairs, PORTS)
+                # Frozen first: it acts no more from this instant (putting the
+                # toxics on takes a while, and a live node would notice its
+                # links going quiet and close them itself).
                 paused = ctx.ledger.find("pause", lambda f: f.target.get("sid") == sid)
                 if paused is not None:   # frozen already: the silent death takes the freeze over
                     ctx.ledger.forget(paused.fault_id, sid=sid, by=SILENT_DEATH)
                 else:
                     ctx.target.pause(sid)
+                ctx.links.block(fid, pairs, PORTS)
             except BaseException:
                 ctx.ledger.adopt(fid, SILENT_DEATH, target, lambda: undo(fid), links=links, name=name)
                 raise

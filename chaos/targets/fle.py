@@ -159,7 +159,8 @@ class FleTarget:
         with open(n.log_path, "ab") as log:
             log.write(f"--- start #{n.starts + 1} at {time.strftime('%H:%M:%S')} ---\n".encode())
         n.proc = procs.spawn(self._argv(n), cwd=n.dir, log_path=n.log_path, env=self._env(),
-                             registry=self.registry, name=str(n.cfg_path))
+                             registry=self.registry, name=str(n.cfg_path),
+                             child_sets_pdeathsig=True)   # `--parent-pid` of its parent
         n.state = ProcState.RUNNING
         n.expected_exit = False
         n.starts += 1

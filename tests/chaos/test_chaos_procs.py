@@ -183,3 +183,39 @@ def test_preexec_moves_the_child_and_its_autogroup_on_the_priority_scale():
         finally:
             p.kill()
             p.wait()
+
+
+def test_a_node_spawned_without_preexec_arms_its_own_death_signal(tmp_path):
+    """FleTarget spawns nodes with child_sets_pdeathsig: `--parent-pid` of the real
+    parent makes the node arm PR_SET_PDEATHSIG itself, so a SIGKILLed parent
+    takes it down at once (no node_stopping: the watchdog never ran)."""
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "myid").write_text("1\n")
+    from chaos.ports import reserve_ports
+    with reserve_ports(3) as res:
+        c, q, e = res.ports
+        cfg = tmp_path / "zoo.cfg"
+        cfg.write_text(f"tickTime=200\ninitLimit=10\nsyncLimit=5\ndataDir={data}\nclientPort={c}\n"
+                       f"clientPortAddress=127.0.0.1\nserver.1=127.0.0.1:{q}:{e}\n")
+        parent = subprocess.Popen(
+            [sys.executable, "-c",
+             "import sys, time; from chaos import procs; "
+             "p = procs.spawn([sys.executable, '-m', 'node', '--config', sys.argv[1], '--parent-pid', "
+             "str(__import__('os').getpid())], child_sets_pdeathsig=True); print(p.pid, flush=True); time.sleep(60)",
+             str(cfg)], stdout=subprocess.PIPE, text=True, env=chaos_env(), cwd=ROOT)
+        try:
+            node = int(parent.stdout.readline())
+            deadline = time.monotonic() + 20
+            events = data / "events.jsonl"
+            while time.monotonic() < deadline and "node_started" not in (events.read_text() if events.exists() else ""):
+                time.sleep(0.05)
+            assert "node_started" in events.read_text()
+            parent.kill()
+            parent.wait(5)
+            assert _gone(node, 5)
+            assert "node_stopping" not in events.read_text()   # SIGKILLed by the kernel, not the watchdog
+        finally:
+            if parent.poll() is None:
+                parent.kill()
+                parent.wait(5)

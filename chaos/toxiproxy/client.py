@@ -7,7 +7,8 @@ What it fixes in that client (spec §5):
 * `create_proxy` is one POST (the client does a racy GET first);
 * `add_toxic` returns the created toxic (the client discards it);
 * toxic update (PATCH), GET of one proxy and server-side /populate, which the
-  client lacks, go straight to the HTTP API at the same host and port;
+  client lacks, go straight to the HTTP API at the same host and port, and so
+  do deletes (one kept-alive connection instead of one connection per call);
 * enabling/disabling uses PATCH, not the deprecated POST.
 
 toxiproxy-python keeps the server's host and port in class attributes of
@@ -97,6 +98,11 @@ class ToxiproxyClient:
         self.port = parts.port or 8474
         self.url = f"http://{self.host}:{self.port}"
         self.timeout = timeout
+        # Keep-alive for the requests made here directly. toxiproxy-python opens
+        # a connection per call; deleting a 25-node run's 1200 proxies that way
+        # took 2-4.5 s of teardown.
+        self._session = requests.Session()
+        self._session_lock = threading.Lock()
 
     # --- plumbing ---------------------------------------------------------------
     @contextmanager
@@ -110,17 +116,18 @@ class ToxiproxyClient:
                 APIConsumer.host, APIConsumer.port = saved
 
     def _call(self, method: str, path: str, body: Any = None, expect: tuple[int, ...] = (200,)) -> Any:
-        """One request through APIConsumer (GET/POST/DELETE) or directly (PATCH)."""
+        """One request through APIConsumer (GET/POST) or directly, on a kept-alive
+        connection (DELETE, PATCH)."""
         try:
-            with self._consumer():
-                if method == "GET":
-                    resp = APIConsumer.get(path, timeout=self.timeout)
-                elif method == "POST":
-                    resp = APIConsumer.post(path, json=body, timeout=self.timeout)
-                elif method == "DELETE":
-                    resp = APIConsumer.delete(path, timeout=self.timeout)
-                else:
-                    resp = requests.request(method, self.url + path, json=body, timeout=self.timeout)
+            if method in ("GET", "POST"):
+                with self._consumer():
+                    if method == "GET":
+                        resp = APIConsumer.get(path, timeout=self.timeout)
+                    else:
+                        resp = APIConsumer.post(path, json=body, timeout=self.timeout)
+            else:
+                with self._session_lock:
+                    resp = self._session.request(method, self.url + path, json=body, timeout=self.timeout)
         except (ProxyExists, NotFound, InvalidToxic) as exc:
             status = {ProxyExists: 409, NotFound: 404, InvalidToxic: 400}[type(exc)]
             raw = exc.args[0] if exc.args else b""

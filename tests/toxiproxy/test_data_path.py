@@ -151,6 +151,32 @@ def test_reset_peer_gives_econnreset(target, make_proxy):
     s.close()
 
 
+def test_reset_peer_removed_while_it_waits_still_resets_and_leaves_no_hole(target, make_proxy, echo):
+    """The chunk it took is gone: the stream must not go on without it."""
+    p = make_proxy()
+    s = connect(p["port"])
+    assert rtt(s) < 2
+    add(target, p, type="reset_peer", name="r", stream="upstream", attributes={"timeout": 1000})
+    s.sendall(b"first")
+    time.sleep(0.2)
+    s.sendall(b"second")
+    time.sleep(0.1)
+    r = target.req("DELETE", f"/proxies/{p['name']}/toxics/r")
+    assert r.status_code == 204, r.text
+    s.settimeout(5)
+    got = b""
+    with pytest.raises(ConnectionResetError):
+        for _ in range(20):
+            s.sendall(b"third")
+            b = s.recv(100)
+            if not b:
+                break
+            got += b
+            time.sleep(0.05)
+    assert b"second" not in got and b"third" not in got
+    s.close()
+
+
 @pytest.mark.deliberate
 def test_reset_peer_with_toxicity_zero_closes_normally(target, make_proxy):
     """Issue #603: the real server RSTs even when the toxic never applies."""

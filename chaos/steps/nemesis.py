@@ -113,7 +113,7 @@ def nemesis(step: Any, ctx: RunContext, scope: StepScope) -> None:
         scope.begin()
         k = 0
         while not sched.finished:
-            if ctx.deadline_left() < HEAL_MARGIN_S and not sched.finished:
+            if ctx.deadline_left() < HEAL_MARGIN_S:
                 scope.resolved["cut_short"] = True
                 sched.finished = True
                 actions = sched.heal_all()
@@ -142,5 +142,4 @@ def _child_path(scope: StepScope, k: int) -> str:
 def _run(ctx: RunContext, scope: StepScope, k: int, action: Action, kinds: list[str]) -> None:
     path = _child_path(scope, k)
     kinds.append(action.kind)
-    resolved: Mapping[str, Any] = action.resolved
-    run_step(ctx, child_step(action, path), path, resolved=resolved)
+    run_step(ctx, child_step(action, path), path, resolved=action.resolved)

@@ -245,3 +245,18 @@ def test_a_schedule_written_as_plain_steps_parses():
     plan = parse_plan("name: w\ndescription: d\ntime_limit: 2m\nensemble: {nodes: 5}\nsteps:\n"
                       + "\n".join(lines) + "\n", "w.yaml")
     assert [s.kind for s in plan.steps] == [a.kind for a in actions]
+
+
+def test_the_baseline_counts_what_came_before_the_nemesis():
+    from types import SimpleNamespace
+
+    from chaos.faults import AppliedFault
+    from chaos.steps.nemesis import baseline_impaired
+    iso = [(1, b, p) for b in (2, 3, 4, 5) for p in ("election", "quorum")]
+    iso += [(b, a, p) for a, b, p in iso]
+    ctx = SimpleNamespace(
+        plan=SimpleNamespace(ensemble=Ensemble(nodes=5)),
+        paused=lambda: {4},
+        target=SimpleNamespace(is_running=lambda s: s != 5),
+        ledger=SimpleNamespace(active=lambda: [AppliedFault("f1", "partition", {}, tuple(iso), "cut")]))
+    assert baseline_impaired(ctx) == {1, 4, 5}

@@ -447,6 +447,15 @@ class Wait(Step):
 NODE_STEP_KINDS = ("pick", "kill", "pause", "resume", "stop", "restart")
 
 
+def _node_target(value: Any, ctx: "StepContext") -> "Selector | None":
+    """The node selector of a step that acts on nodes; binds its `as:` name."""
+    target = ctx.selector(value, ctx.path)
+    ctx.scope.has_target = True
+    if ctx.bind_as:
+        ctx.scope.bind(ctx.bind_as)
+    return target
+
+
 @step_kind(*(k for k in NODE_STEP_KINDS if k != "restart"))  # restart: `Restart` below
 @dataclass(frozen=True, slots=True)
 class NodeStep(Step):
@@ -470,13 +479,8 @@ class NodeStep(Step):
     def parse(cls, kind: str, value: Any, ctx: "StepContext") -> "NodeStep | None":
         if kind == "pick" and not ctx.bind_as:
             ctx.err(ctx.path, "pick: only names nodes, so it needs as: NAME")
-        target = ctx.selector(value, ctx.path)
-        ctx.scope.has_target = True
-        if ctx.bind_as:
-            ctx.scope.bind(ctx.bind_as)
-        if target is None:
-            return None
-        return cls(kind, target, ctx.bind_as, ctx.step_path, ctx.label)
+        target = _node_target(value, ctx)
+        return None if target is None else cls(kind, target, ctx.bind_as, ctx.step_path, ctx.label)
 
     def describe(self) -> str:
         return f"{self.kind} {self.target}"
@@ -1014,14 +1018,10 @@ class SilentDeath(Step):
 
     @classmethod
     def parse(cls, kind: str, value: Any, ctx: "StepContext") -> "SilentDeath | None":
-        target = ctx.selector(value, ctx.path)
-        ctx.scope.has_target = True
+        target = _node_target(value, ctx)
         if ctx.bind_as:
-            ctx.scope.bind(ctx.bind_as)
-            ctx.scope.partitions.add(ctx.bind_as)
-        if target is None:
-            return None
-        return cls(target, ctx.bind_as, ctx.step_path, ctx.label)
+            ctx.scope.partitions.add(ctx.bind_as)  # `heal: NAME` ends it
+        return None if target is None else cls(target, ctx.bind_as, ctx.step_path, ctx.label)
 
     def describe(self) -> str:
         return f"silent_death {self.target}"
@@ -1047,13 +1047,8 @@ class Start(Step):
 
     @classmethod
     def parse(cls, kind: str, value: Any, ctx: "StepContext") -> "Start | None":
-        target = ctx.selector(value, ctx.path)
-        ctx.scope.has_target = True
-        if ctx.bind_as:
-            ctx.scope.bind(ctx.bind_as)
-        if target is None:
-            return None
-        return cls(target, ctx.bind_as, ctx.step_path, ctx.label)
+        target = _node_target(value, ctx)
+        return None if target is None else cls(target, ctx.bind_as, ctx.step_path, ctx.label)
 
     def describe(self) -> str:
         return f"start {self.target}"

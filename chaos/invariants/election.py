@@ -155,14 +155,35 @@ def _role(r: Record) -> tuple[str, int | None] | None:
     return None
 
 
+_PROCESS_FAULTS = frozenset({"kill", "stop", "pause"})
+
+
+def _active_link_faults(records: Iterable[Record]) -> set[str]:
+    """Fault ids on links (toxics, partitions, silent deaths) not undone yet."""
+    active: set[str] = set()
+    for r in records:
+        if isinstance(r, Fault) and r.kind not in _PROCESS_FAULTS:
+            (active.discard if r.phase == "undone" else active.add)(r.fault_id)
+    return active
+
+
 def _judge_join(ctx: Context, i: int, leader: int, epoch: int) -> Finding | None:
     """One restart (``records[i]``) into ``leader``'s established ``epoch``:
     None when the node joined, or the leader went away first."""
     restart = ctx.records[i]
     sid, seq0 = _sid(restart), restart.seq
     finished: NodeEvent | None = None
-    for r in ctx.records[i + 1:]:
+    link_faults = _active_link_faults(ctx.records[:i + 1])
+    for j, r in enumerate(ctx.records[i + 1:], start=i + 1):
         if isinstance(r, Process) and r.sid == leader and r.action in ("killed", "stopped", "paused", "exited"):
+            return None
+        if isinstance(r, Fault) and r.kind not in _PROCESS_FAULTS:
+            (link_faults.discard if r.phase == "undone" else link_faults.add)(r.fault_id)
+        lead_now = ctx.states[j].get(leader)
+        if link_faults and (lead_now is None or lead_now.state != "LEADING"):
+            # The leader stepped down while a link fault held (a partition or
+            # a reset cost it its quorum): the node may rightly join whatever
+            # comes next. Without one, stepping down is the restart's doing.
             return None
         if isinstance(r, Process) and r.sid == sid and r.action in ("killed", "stopped", "exited"):
             break

@@ -324,6 +324,41 @@ def test_restart_that_bumps_the_epoch_is_invalid():
     assert r.evidence == (restart, bump)
 
 
+def test_restart_while_a_partition_unseats_the_leader_is_not_judged_as_a_join():
+    """The leader lost its quorum to a partition before the restarted node's
+    election finished: joining by the quorum path is then right."""
+    b, _ = formed()
+    b.fault("requested", "f1", "kill", {"node": 1})
+    b.kill(1)
+    b.advance(1)
+    b.process(1, "started")
+    b.fault("requested", "p1", "partition", {"isolate": 3})
+    b.fault("effective", "p1", "partition", {"isolate": 3})
+    b.advance(0.3)
+    b.status(3, "LOOKING", -1)
+    b.advance(0.3)
+    b.ev(1, "election_finished", leader=2, zxid=b.zxid[2], peer_epoch=2, round=2, duration_ms=500,
+         path="quorum", state="FOLLOWING", notifications_sent=4, notifications_received=4)
+    r = out_of_election_join(journal(b))
+    assert r.verdict == "valid", r.message
+
+
+def test_a_leader_that_steps_down_with_no_fault_after_a_restart_is_still_judged():
+    """Without a link fault, a leader stepping down right after a restart is
+    the restart's doing (the historical bug): the quorum-path join is invalid."""
+    b, _ = formed()
+    b.fault("requested", "f1", "kill", {"node": 1})
+    b.kill(1)
+    b.advance(1)
+    b.process(1, "started")
+    b.advance(0.3)
+    b.status(3, "LOOKING", -1)
+    b.advance(0.3)
+    b.ev(1, "election_finished", leader=3, zxid=b.zxid[3], peer_epoch=2, round=2, duration_ms=500,
+         path="quorum", state="FOLLOWING", notifications_sent=4, notifications_received=4)
+    assert out_of_election_join(journal(b)).verdict == "invalid"
+
+
 def test_restart_that_never_joins_is_invalid_once_the_run_ended():
     b, _ = formed()
     b.fault("requested", "f1", "kill", {"node": 1})

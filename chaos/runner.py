@@ -232,7 +232,9 @@ class Runner:
         journal.record(RunStarted, seed=self.seed, command=cmd)
         observer.start()
         target.start_all()
-        self.progress.say(f"ensemble of {len(sids)} started behind {len(links.created)} proxies (run {self.run_id})")
+        running = sum(1 for s in sids if target.is_running(s))
+        self.progress.say(f"ensemble of {len(sids)} ({running} started) behind {len(links.created)} proxies "
+                          f"(run {self.run_id})")
         return self.ctx
 
     def _undo(self, stack: contextlib.ExitStack, name: str, fn: Callable[[], Any]) -> None:

@@ -16,6 +16,16 @@ The dial-back goes to the *configured* address of the sid, never to the one
 in the handshake: the orchestrator routes every directed link through its own
 proxy, and only the configured address goes through it.
 
+One deliberate difference from ZooKeeper 3.8, which asks again on every
+message sent while no link is up: a smaller sid that has asked a larger one
+to call back does not ask again for ``callback_wait`` (the handshake timeout,
+at most 1 s) while that call is on its way; its newest message waits in the
+queue and goes out on the link the call brings. Every extra ask made the
+larger sid drop the link it had just dialled, votes in flight included, and
+dial again: when 25 nodes start on two cores a call back takes hundreds of
+milliseconds, and the asks, drops and re-dials fed on each other. A link
+from that sid, or the end of one, ends the wait; so does its timing out.
+
 Each link has a send task and a receive task. Sending is ZooKeeper's
 capacity-1 queue: a newer notification replaces one not yet written, because
 only a peer's latest vote matters. A fresh link first re-sends the last
@@ -57,6 +67,7 @@ OBSERVER_ID = 2**63 - 1
 
 _PORT = "election"
 _READ_SIZE = 65536
+_MAX_CALLBACK_WAIT_S = 1.0
 
 
 @dataclass(eq=False, slots=True)
@@ -128,6 +139,7 @@ class QuorumCnxManager:
         self.protocol = protocol
         self._cnx_timeout = cnx_timeout_ms / 1000
         self._handshake_timeout = handshake_timeout_ms / 1000
+        self.callback_wait = min(self._handshake_timeout, _MAX_CALLBACK_WAIT_S)
         self._on_message = on_message
         self._emit_cb = emit
         self._handshake = encode_handshake(sid, self.peers[sid], protocol=protocol)
@@ -139,6 +151,7 @@ class QuorumCnxManager:
         self._wakeups: dict[int, asyncio.Event] = {}
         self._last_sent: dict[int, bytes] = {}
         self._dialling: dict[int, asyncio.Task[None]] = {}
+        self._asked: dict[int, float] = {}  # larger sid -> loop time we asked it to call back
         self._tasks: set[asyncio.Task[Any]] = set()
         self._observer_ids = itertools.count(-1, -1)
 
@@ -234,6 +247,9 @@ class QuorumCnxManager:
     def _connect_one(self, sid: int, reason: str = "dialled") -> None:
         if self._stopping or sid == self.sid or self._live(sid) or sid in self._dialling:
             return
+        asked = self._asked.get(sid)
+        if asked is not None and asyncio.get_running_loop().time() - asked < self.callback_wait:
+            return  # its call back is on the way
         address = self.peers.get(sid)
         if address is None:
             # ZooKeeper: "Invalid server id". An unknown sid can reach us, we cannot reach it.
@@ -257,6 +273,7 @@ class QuorumCnxManager:
                 return
             if sid > self.sid:
                 # The larger sid must dial; our handshake asked it to.
+                self._asked[sid] = asyncio.get_running_loop().time()
                 writer.close()
                 return
             self._start_link(sid, "out", reader, writer, b"", reason)
@@ -331,6 +348,7 @@ class QuorumCnxManager:
         old = self._links.get(sid)
         if old is not None:
             self._close_link(old, "replaced")
+        self._asked.pop(sid, None)
         link = _Link(sid, direction, reader, writer)
         self._links[sid] = link
         self._emit("connection_opened", peer=sid, port=_PORT, direction=direction, reason=reason)
@@ -343,6 +361,7 @@ class QuorumCnxManager:
         link.closed = True
         if self._links.get(link.sid) is link:
             del self._links[link.sid]
+        self._asked.pop(link.sid, None)
         link.writer.transport.abort()
         me = asyncio.current_task()
         for task in link.tasks:

@@ -735,3 +735,47 @@ def test_have_delivered_is_any_queue_empty_not_all():
                 await fake_server.wait_closed()
 
         run(main())
+
+
+def test_smaller_sid_asks_once_then_waits_for_the_call_back():
+    """Sid 2 asks larger sid 5 to call back, then sends more: it does not ask
+    again while the call may be on its way (ZooKeeper would, dropping the link
+    5 just dialled each time); after callback_wait without a call it asks again,
+    and the call back carries only the newest message."""
+    with reserve_ports(2) as res:
+        p2, p5 = res.ports
+
+        async def main():
+            asks: list[float] = []
+
+            async def fake5(r, w):   # larger sid: reads the ask, hangs up, calls back later
+                await r.readexactly(20 + len(f"{HOST}:{p2}"))
+                asks.append(time.monotonic())
+                w.transport.abort()
+
+            fake = await asyncio.start_server(fake5, HOST, p5, reuse_address=True)
+            b = Peer(2, {2: (HOST, p2), 5: (HOST, p5)}, handshake_timeout_ms=600)
+            await b.qcm.start()
+            try:
+                assert b.qcm.callback_wait == pytest.approx(0.6)
+                b.qcm.to_send(5, b"v1")
+                await wait_until(lambda: len(asks) == 1, what="the first ask")
+                for k in range(2, 6):
+                    b.qcm.to_send(5, f"v{k}".encode())
+                    b.qcm.connect_all()
+                    await asyncio.sleep(0.05)
+                assert len(asks) == 1
+                await asyncio.sleep(0.6)
+                b.qcm.to_send(5, b"v6")
+                await wait_until(lambda: len(asks) == 2, what="the ask after the wait")
+                # The call back: only the newest message is waiting.
+                r, w = await asyncio.open_connection(HOST, p2)
+                w.write(encode_handshake(5, (HOST, p5)))
+                assert await asyncio.wait_for(r.readexactly(6), 10) == encode_frame(b"v6")
+                w.transport.abort()
+            finally:
+                await b.qcm.stop()
+                fake.close()
+                await fake.wait_closed()
+
+        run(main())

@@ -14,7 +14,9 @@ open one). Its cost, per node and election:
   duration       ``duration_ms`` of ``election_finished``.
 
 Judged are the elections that start once the ensemble first formed (a leader
-with a following quorum) and finish before the harness tears the run down:
+with a following quorum) and finish before the harness tears the run down
+(one still open at teardown on a node that ran unpaused is judged on what it
+cost until then, so a runaway election that never finishes goes over a bound):
 before that the cost measures how fast the harness starts processes, after it
 how it stops them. Bugs that make elections slower but not wrong (an extra
 round, a re-send storm, a lost finalize wait) show here and nowhere else.
@@ -39,7 +41,8 @@ from chaos.records import Journal, NodeEvent, NotificationsCapped, Process, Tear
 
 from .core import Context, Finding, as_int, invariant
 
-__all__ = ["election_cost", "ElectionCost", "election_costs", "judged_costs", "p99", "BOUND_KEYS"]
+__all__ = ["election_cost", "ElectionCost", "election_costs", "unfinished_elections", "judged_costs", "p99",
+           "BOUND_KEYS"]
 
 BOUND_KEYS = ("max_rounds", "max_notifications", "max_ms")
 
@@ -116,6 +119,40 @@ def election_costs(ctx: Context) -> list[ElectionCost]:
     return out
 
 
+def unfinished_elections(ctx: Context) -> list[ElectionCost]:
+    """Elections still open when the harness tore the run down, started after
+    the ensemble formed, on a node that ran unpaused throughout: a runaway
+    election never writes ``election_finished``. Every figure is a lower bound
+    (time until teardown, notifications sent so far), so only going over a
+    bound means anything."""
+    formed = _formed_at(ctx)
+    teardown = next((r.t for r in ctx.records if isinstance(r, Teardown)), None)
+    if formed is None or teardown is None:
+        return []
+    open_: dict[int, tuple[NodeEvent, set[int], int]] = {}
+    for r in ctx.records:
+        if r.t >= teardown:
+            break
+        if isinstance(r, Process) and r.sid is not None:
+            open_.pop(r.sid, None)  # started, killed, stopped, paused: not the node's own slowness
+            continue
+        if not isinstance(r, NodeEvent) or r.sid is None:
+            continue
+        if r.event in ("node_started", "election_finished"):
+            open_.pop(r.sid, None)
+        elif r.event == "election_started":
+            open_[r.sid] = (r, set(), 0)
+        elif r.event == "notification_sent" and r.sid in open_:
+            start, rounds, n = open_[r.sid]
+            rnd = as_int(r.get("round"))
+            if r.get("state") == "LOOKING" and rnd is not None:
+                rounds.add(rnd)
+            open_[r.sid] = (start, rounds, n + 1)
+    return [ElectionCost(sid, start.seq, start.seq, start.t, "unfinished", max(1, len(rounds)), False, n,
+                         1000.0 * (teardown - start.t), False, "unfinished at teardown")
+            for sid, (start, rounds, n) in sorted(open_.items()) if start.t >= formed]
+
+
 def judged_costs(journal: Journal) -> list[ElectionCost]:
     """The elections ``election_cost`` judges (what ``chaos baseline`` records)."""
     return [c for c in election_costs(Context.of(journal)) if c.judged]
@@ -155,13 +192,19 @@ def election_cost(ctx: Context, spec: Mapping[str, Any]) -> Finding:
             why.append(f"{c.duration_ms:.0f} ms > {bounds['max_ms']:g} ms")
         if why:
             over.append((c, ", ".join(why)))
+    for c in unfinished_elections(ctx):  # lower bounds: only over a bound counts
+        why = [f"at least {v:g} {what} > {bounds[key]:g}" for key, v, what in (
+            ("max_rounds", c.rounds, "rounds"), ("max_notifications", c.notifications, "notifications sent"),
+            ("max_ms", round(c.duration_ms), "ms")) if bounds[key] is not None and v > bounds[key]]
+        if why:
+            over.append((c, "never finished: " + ", ".join(why)))
     set_bounds = ", ".join(f"{k} {v:g}" for k, v in bounds.items() if v is not None)
     of = f" ({source})" if isinstance(source, str) and source else ""
     if over:
         shown = "; ".join(f"node {c.sid} election at seq {c.finish_seq} ({c.path}): {why}" for c, why in over[:3])
         more = f"; and {len(over) - 3} more" if len(over) > 3 else ""
         evidence = sorted({s for c, _ in over for s in (c.start_seq, c.finish_seq)})
-        return Finding.invalid(f"{len(over)} of {len(judged)} election(s) over the bounds{of} [{set_bounds}]: "
+        return Finding.invalid(f"{len(over)} election(s) over the bounds{of} [{set_bounds}]: "
                                f"{shown}{more}", evidence, over[0][0].finish_seq)
     if not judged:
         return Finding.valid(f"no election to judge ({skipped} at formation or teardown)")

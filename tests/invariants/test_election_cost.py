@@ -142,3 +142,36 @@ def test_a_capped_election_has_rounds_unknown_but_its_counts_still_judged():
     assert r.verdict == "invalid" and "6003 notifications > 30" in r.message
     r = election_cost(b.journal(finished=False, invariants=()), {"max_rounds": 2})
     assert r.verdict == "unknown" and "unknown (capped)" in r.message
+
+
+def _open_election(b: JournalBuilder, sid: int, seconds: float, sends: int) -> int:
+    start = b.ev(sid, "election_started", logical_clock=2, vote={"leader": sid, "zxid": 0, "peer_epoch": 1},
+                 last_zxid=0, current_epoch=1)
+    for k in range(sends):
+        b.ev(sid, "notification_sent", to=1 + k % 3, state="LOOKING", leader=sid, zxid=0, round=2 + k // 3,
+             peer_epoch=1)
+    b.advance(seconds)
+    return start
+
+
+def test_a_runaway_election_that_never_finishes_goes_over_the_bounds():
+    """No election_finished ever comes: judged on what it cost until teardown."""
+    b = formed()
+    start = _open_election(b, 2, 12.0, 60)
+    b.rec("teardown", reason="finished")
+    r = election_cost(b.journal(finished=True, invariants=()), BOUNDS)
+    assert r.verdict == "invalid", r.message
+    assert "never finished" in r.message and start in r.evidence
+
+
+def test_an_election_open_briefly_at_teardown_or_on_a_killed_node_is_not_judged():
+    b = formed()
+    _open_election(b, 1, 0.1, 2)
+    b.process(1, "killed", exit_code=-9)  # its election ended with its process, not by slowness
+    b.advance(20)
+    b.rec("teardown", reason="finished")
+    assert election_cost(b.journal(finished=True, invariants=()), BOUNDS).verdict == "valid"
+    b2 = formed()
+    _open_election(b2, 2, 0.2, 3)         # cut short by the teardown, within every bound
+    b2.rec("teardown", reason="finished")
+    assert election_cost(b2.journal(finished=True, invariants=()), BOUNDS).verdict == "valid"

@@ -413,30 +413,44 @@ class _SlowToAcceptUpstream:
 @pytest.mark.deliberate
 def test_a_hanging_upstream_dial_does_not_stall_the_next_client(target, make_proxy):
     """The real server dials upstream inside its accept loop, so one client whose
-    dial hangs holds back every later client of that proxy; here each dials alone."""
+    dial hangs holds back every later client of that proxy; here each dials alone.
+
+    An attempt shows it only if `first` is still without an upstream when
+    `second` has its echo. When the kernel lets `first` through early (its SYN
+    or SYN-ACK retry lands while a loaded machine is slow to echo `second`)
+    the attempt proves nothing and is repeated; a proxy that serialises its
+    dials can never show it, so all attempts failing is the failure."""
+    for _ in range(4):
+        if _second_overtakes_a_hanging_first(make_proxy):
+            return
+    pytest.fail("`second` never got its echo while `first`'s upstream dial was still hanging")
+
+
+def _second_overtakes_a_hanging_first(make_proxy) -> bool:
     up = _SlowToAcceptUpstream()
     try:
         p = make_proxy(upstream=up.addr)
         first = connect(p["port"])
         dialled = time.monotonic()
         first.sendall(b"first")
-        # The proxy's dial for `first` now waits on a dropped SYN, retried 1 s,
-        # 3 s and 7 s after it was sent. Open the upstream after the second
-        # retry was dropped too: `second` then has ~3.5 s before `first` can
-        # get through, a margin that holds with both cores busy.
+        # The proxy's dial for `first` now waits on a dropped SYN, retried 1 s
+        # and 3 s after it was sent; open the upstream after the second retry.
         time.sleep(max(0.0, dialled + 3.5 - time.monotonic()))
-        up.open()        # later dials succeed at once; the dropped SYN is retried at ~7 s
+        up.open()        # later dials succeed at once
         second = connect(p["port"])
         second.sendall(b"second")
         second.settimeout(10)
         assert recv_exact(second, 6) == b"second"
-        # `first` is still without an upstream when `second` has its echo
         first.setblocking(False)
-        with pytest.raises(BlockingIOError):
-            first.recv(5)
+        try:
+            early = first.recv(5)
+        except BlockingIOError:
+            early = None
         first.settimeout(10)
-        assert recv_exact(first, 5) == b"first"
+        rest = recv_exact(first, 5 - len(early or b""))
+        assert (early or b"") + rest == b"first"   # `first` is served too, in the end
         first.close()
         second.close()
+        return early is None
     finally:
         up.close()

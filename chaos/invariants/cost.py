@@ -74,6 +74,18 @@ def _formed_at(ctx: Context) -> float | None:
     return None
 
 
+_Open = dict[int, tuple[NodeEvent, set[int], int]]  # sid -> (election_started, LOOKING rounds sent, sends)
+
+
+def _count_sent(open_: _Open, r: NodeEvent) -> None:
+    """One more notification sent in ``r.sid``'s open election; a LOOKING one names its round."""
+    start, rounds, n = open_[r.sid]
+    rnd = as_int(r.get("round"))
+    if r.get("state") == "LOOKING" and rnd is not None:
+        rounds.add(rnd)
+    open_[r.sid] = (start, rounds, n + 1)
+
+
 def election_costs(ctx: Context) -> list[ElectionCost]:
     """Every finished election in the journal, in time order."""
     formed = _formed_at(ctx)
@@ -92,11 +104,7 @@ def election_costs(ctx: Context) -> list[ElectionCost]:
             if r.event == "election_started":
                 open_[r.sid] = (r, set(), 0)
         elif r.event == "notification_sent" and r.sid in open_:
-            start, rounds, n = open_[r.sid]
-            rnd = as_int(r.get("round"))
-            if r.get("state") == "LOOKING" and rnd is not None:
-                rounds.add(rnd)
-            open_[r.sid] = (start, rounds, n + 1)
+            _count_sent(open_, r)
         elif r.event == "election_finished" and r.sid in open_:
             start, rounds, n_sent = open_.pop(r.sid)
             sent = as_int(r.get("notifications_sent")) or 0
@@ -143,11 +151,7 @@ def unfinished_elections(ctx: Context) -> list[ElectionCost]:
         elif r.event == "election_started":
             open_[r.sid] = (r, set(), 0)
         elif r.event == "notification_sent" and r.sid in open_:
-            start, rounds, n = open_[r.sid]
-            rnd = as_int(r.get("round"))
-            if r.get("state") == "LOOKING" and rnd is not None:
-                rounds.add(rnd)
-            open_[r.sid] = (start, rounds, n + 1)
+            _count_sent(open_, r)
     return [ElectionCost(sid, start.seq, start.seq, start.t, "unfinished", max(1, len(rounds)), False, n,
                          1000.0 * (teardown - start.t), False, "unfinished at teardown")
             for sid, (start, rounds, n) in sorted(open_.items()) if start.t >= formed]

@@ -388,5 +388,9 @@ def test_shrink_a_real_run_down_to_its_culprit_and_stop_cleanly_on_ctrl_c(tmp_pa
             proc.wait()
     assert proc.returncode == 3, out + err
     assert json.loads((spare / "shrink.json").read_text())["outcome"] == "interrupted"
-    assert not (spare / "minimal.yaml").exists()
+    # On a loaded machine the first candidate may have finished (and failed)
+    # before the interrupt: then minimal.yaml holds the best found so far and
+    # must be a whole plan, never a half-written file.
+    if (spare / "minimal.yaml").exists():
+        parse_plan((spare / "minimal.yaml").read_text(), str(spare / "minimal.yaml"))
     assert not procs_mentioning(str(spare))

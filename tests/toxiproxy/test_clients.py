@@ -94,6 +94,9 @@ def test_adapter_round_trip(server_client: ToxiproxyClient, echo):
 def test_adapter_errors_are_clear(server_client: ToxiproxyClient, echo):
     c = server_client
     with reserve_ports(1) as res, socket.socket() as busy:
+        # A reserved port may still have connections in TIME_WAIT from an
+        # earlier user; only a listener counts as "in use" here.
+        busy.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         busy.bind(("127.0.0.1", res.ports[0]))
         busy.listen(1)
         with pytest.raises(ToxiproxyError) as exc:

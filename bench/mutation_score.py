@@ -354,8 +354,13 @@ def try_mutant(owned: Owned, m: Mutant, base: Path, work: Path, args, pycache: P
         else:
             o.status = SURVIVED
             others = sorted(p for p, v in sp.runs.items() if v != "valid")
-            if others:
-                o.detail = "not valid (no kill): " + ", ".join(f"{p}={sp.runs[p]}" for p in others)
+            if len(others) > 2:
+                count: dict[str, int] = {}
+                for p in others:
+                    count[sp.runs[p]] = count.get(sp.runs[p], 0) + 1
+                o.detail = "no kill; " + ", ".join(f"{v} ×{n}" for v, n in sorted(count.items()))
+            elif others:
+                o.detail = "no kill; " + ", ".join(f"{p}={sp.runs[p]}" for p in others)
         return o
     finally:
         o.seconds = time.monotonic() - t0
@@ -443,7 +448,7 @@ def parse_args(argv: list[str] | None):
     ap.add_argument("--mutants", type=Path, default=MUTANTS_DIR, help="directory of *.patch")
     ap.add_argument("--source", choices=("worktree", "head"), default="worktree",
                     help="copy the working tree's files (default) or HEAD")
-    ap.add_argument("--timeout", type=float, default=900.0, help="bound of one suite pass, s (default %(default)s)")
+    ap.add_argument("--timeout", type=float, default=1200.0, help="bound of one suite pass, s (default %(default)s)")
     ap.add_argument("--unit", action="store_true", help=f"also run pytest {' '.join(UNIT_TESTS)} -x per mutant")
     ap.add_argument("--unit-tests", nargs="+", default=list(UNIT_TESTS), metavar="PATH",
                     help="test paths for --unit (default %(default)s)")

@@ -1218,6 +1218,12 @@ class Plan:
     invariants: tuple[InvariantSpec, ...]
     steps: tuple[Step, ...]
     source_path: str = ""
+    # What the plan can run against (`chaos run --target`); empty: any target.
+    # Names are not checked against chaos.targets.TARGETS, which may lack one here.
+    targets: tuple[str, ...] = ()
+
+    def runs_on(self, target: str) -> bool:
+        return not self.targets or target in self.targets
 
     def invariant(self, name: str) -> InvariantSpec | None:
         return next((i for i in self.invariants if i.name == name), None)

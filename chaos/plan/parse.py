@@ -319,9 +319,11 @@ class _Semantic:
         invariants = self.parse_invariants(d.get("invariants"), ("invariants",))
         self.prescan(d.get("steps"), ("steps",))
         steps = self.parse_steps(d.get("steps"), ("steps",), Scope())
+        targets = d.get("targets")
+        targets = tuple(t for t in targets if isinstance(t, str)) if isinstance(targets, list) else ()
         return Plan(name=name, description=description, seed=seed,
                     time_limit_s=self.time_limit_s, ensemble=self.ensemble,
-                    invariants=invariants, steps=steps, source_path=file)
+                    invariants=invariants, steps=steps, source_path=file, targets=targets)
 
     # ---- ensemble
 

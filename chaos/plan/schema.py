@@ -120,6 +120,9 @@ PLAN_SCHEMA: dict[str, Any] = {
         "description": {"type": "string", "minLength": 1},
         "seed": {"type": ["integer", "null"]},
         "time_limit": _DUR,
+        "targets": {"type": "array", "minItems": 1, "uniqueItems": True,
+                    "items": {"type": "string", "pattern": "^[a-z][a-z0-9_-]*$",
+                              "x-expected": "a target name like fle or zookeeper"}},
         "ensemble": {
             "type": "object",
             "properties": {

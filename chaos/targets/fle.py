@@ -285,11 +285,8 @@ class FleTarget:
         return [n.to_json() for n in self.nodes.values()]
 
     def version(self) -> str | None:
-        from importlib.metadata import PackageNotFoundError, version
-        try:
-            return version("fle-chaos")
-        except PackageNotFoundError:
-            return None
+        from chaos import __version__
+        return __version__
 
     def endpoints(self) -> dict[int, tuple[int, Path | None]]:
         return {s: (n.client_port, n.events_path) for s, n in self.nodes.items()}

@@ -182,6 +182,18 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                 help=f"Each item's timeout is its plan's time_limit plus this (default {DEFAULT_MARGIN_S:g}).")
 
 
+@pytest.hookimpl(wrapper=True)
+def pytest_cmdline_main(config: pytest.Config):
+    """With -n and no --dist, spread plan runs with xdist's worksteal: a run
+    lasts tens of seconds, so an idle worker should take a queued one rather
+    than wait while another worker still holds it (xdist's load keeps one
+    queued per worker)."""
+    if (config.getoption("chaos", False) and getattr(config.option, "numprocesses", None)
+            and getattr(config.option, "dist", None) == "no"):
+        config.option.dist = "worksteal"
+    return (yield)
+
+
 _DEPENDENT = (("chaos_seeds", "--chaos-seeds"), ("chaos_sim", "--chaos-sim"), ("chaos_out", "--chaos-out"),
               ("chaos_target", "--chaos-target"), ("chaos_margin", "--chaos-margin"))
 

@@ -255,6 +255,7 @@ class PlanFile(pytest.File):
         timeout = getattr(pytest.mark, "timeout", None) if self.config.pluginmanager.hasplugin("timeout") else None
         for seed in seeds:
             item = PlanItem.from_parent(self, name=f"seed={seed}", plan=plan, seed=seed)
+            item.extra_keyword_matches.add(plan.name)   # -k leader_kill
             if skip:
                 item.add_marker(pytest.mark.skip(reason=skip))
             if timeout is not None:
@@ -332,10 +333,16 @@ class PlanItem(pytest.Item):
         if self.judgement is not None and self.judgement.outcome == "failed":
             raise ChaosInvalid(self.judgement.text)
 
-    def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style=None) -> str:
+    def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style=None) -> Any:
         if isinstance(excinfo.value, (ChaosRunError, ChaosInvalid)):
             return str(excinfo.value)
-        return str(super().repr_failure(excinfo))
+        return super().repr_failure(excinfo)
+
+    def _repr_failure_py(self, excinfo: pytest.ExceptionInfo[BaseException], style=None) -> Any:
+        # pytest formats a setup error through here, not repr_failure: the text, not a traceback
+        if isinstance(excinfo.value, ChaosRunError):
+            return str(excinfo.value)
+        return super()._repr_failure_py(excinfo, style)
 
 
 def _child_env() -> dict[str, str]:

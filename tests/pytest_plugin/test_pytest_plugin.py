@@ -212,3 +212,114 @@ def test_plans_run_in_parallel_with_outcomes_junit_index_and_lf(pytester: pytest
     assert "stopping after 1 failures" in res.stdout.str()
     assert sorted(p.name for p in out2.iterdir() if p.is_dir()) == ["invalid-seed5"]
     assert json.loads((out2 / "invalid-seed5" / "journal.json").read_text())["run"]["seed"] == 5
+
+
+# --------------------------------------------------------------------------- remote workers over real ssh
+
+@pytest.fixture(scope="module")
+def ssh_host(tmp_path_factory: pytest.TempPathFactory):
+    """A real sshd on a reserved loopback port, key auth only, as a second
+    "host"; (alias, ssh_config). Skipped where sshd cannot run."""
+    import os
+    import subprocess
+    import time
+
+    from chaos.ports import reserve_ports
+    sshd, keygen = Path("/usr/sbin/sshd"), shutil.which("ssh-keygen")
+    if not sshd.exists() or not keygen or not shutil.which("ssh"):
+        pytest.skip("needs openssh-server and openssh-client (apt-get install openssh-server)")
+    if not Path("/run/sshd").is_dir():
+        if os.geteuid() != 0:
+            pytest.skip("sshd needs /run/sshd, and only root may create it")
+        Path("/run/sshd").mkdir(mode=0o755)
+    d = tmp_path_factory.mktemp("sshd")
+    for key in ("host", "user"):
+        subprocess.run([keygen, "-q", "-t", "ed25519", "-N", "", "-f", str(d / key)], check=True)
+    shutil.copy(d / "user.pub", d / "authorized_keys")
+    ports = reserve_ports(1)
+    port = ports.ports[0]
+    (d / "sshd_config").write_text(
+        f"Port {port}\nListenAddress 127.0.0.1\nHostKey {d / 'host'}\nAuthorizedKeysFile {d / 'authorized_keys'}\n"
+        "PasswordAuthentication no\nKbdInteractiveAuthentication no\nPubkeyAuthentication yes\n"
+        f"PermitRootLogin prohibit-password\nStrictModes no\nUsePAM no\nPidFile {d / 'sshd.pid'}\n")
+    import getpass
+    (d / "ssh_config").write_text(
+        f"Host chaos-remote\n  HostName 127.0.0.1\n  Port {port}\n  User {getpass.getuser()}\n"
+        f"  IdentityFile {d / 'user'}\n  IdentitiesOnly yes\n  StrictHostKeyChecking no\n"
+        "  UserKnownHostsFile /dev/null\n  BatchMode yes\n  LogLevel ERROR\n")
+    log = (d / "sshd.log").open("w")
+    proc = subprocess.Popen([str(sshd), "-D", "-e", "-f", str(d / "sshd_config")], stdout=log, stderr=log)
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            ok = subprocess.run(["ssh", "-F", str(d / "ssh_config"), "chaos-remote", "true"],
+                                capture_output=True, timeout=20).returncode == 0
+            if ok:
+                break
+            if proc.poll() is not None or time.monotonic() > deadline:
+                pytest.skip(f"sshd cannot run here: {(d / 'sshd.log').read_text()[-500:]}")
+            time.sleep(0.3)
+        yield "chaos-remote", d / "ssh_config"
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        log.close()
+        ports.release()
+
+
+def _python_with(path: Path, site: Path) -> Path:
+    """The remote host's python, with fle-chaos importable from `site` (as if installed there)."""
+    import sys
+    path.write_text(f'#!/bin/sh\nPYTHONPATH={site} exec {sys.executable} "$@"\n')
+    path.chmod(0o755)
+    return path
+
+
+@pytest.mark.slow
+def test_a_remote_worker_runs_plans_and_the_controller_gathers_its_runs(pytester, plans, ssh_host):
+    alias, cfg = ssh_host
+    remote = pytester.path / "remote-host"
+    remote.mkdir()
+    python = _python_with(pytester.path / "remote-python", ROOT)
+    out, junit = pytester.path / "gathered", pytester.path / "junit.xml"
+    res = pytester.runpytest_subprocess(
+        "-p", "chaos.pytest_plugin", "--chaos", str(plans / "ok.yaml"), str(plans / "invalid.yaml"),
+        "-d", "--tx", f"ssh={alias}//ssh_config={cfg}//python={python}//chdir={remote}", f"--rsyncdir={plans}",
+        f"--chaos-out={out}", f"--junitxml={junit}", "-W", "ignore::DeprecationWarning", "-rA", timeout=600)
+    res.assert_outcomes(passed=1, failed=1)
+    assert "2 gathered from remote workers" in res.stdout.str()
+    for name in ("ok-seed5", "invalid-seed5"):
+        # the worker's own run dir, on its host, has everything; the controller holds what was sent back
+        assert (remote / "reports" / out.name / name / "n1").is_dir()
+        assert sorted(p.name for p in (out / name).iterdir()) == ["journal.json", "junit.xml", "report.html"]
+        assert load(out / name).run.seed == 5
+    cases = _cases(junit)
+    assert _props(cases["plans.ok.yaml::seed=5"])["report"] == str(out / "ok-seed5" / "report.html")
+    failure = cases["plans.invalid.yaml::seed=5"].find("failure").text
+    assert f"run dir: {out / 'invalid-seed5'} (gathered from " in failure and "invalid  convergence:" in failure
+    index = (out / "index.html").read_text()
+    assert "ok-seed5" in index and "invalid-seed5" in index
+
+
+def test_a_worker_with_another_fle_chaos_version_is_refused(pytester, plans, ssh_host):
+    alias, cfg = ssh_host
+    site = pytester.path / "other-site"
+    shutil.copytree(ROOT / "chaos", site / "chaos", ignore=shutil.ignore_patterns("__pycache__"))
+    init = site / "chaos" / "__init__.py"
+    init.write_text(init.read_text().replace('__version__ = "', '__version__ = "9.9.9-other+'))
+    python = _python_with(pytester.path / "other-python", site)
+    remote = pytester.path / "remote-host"
+    remote.mkdir()
+    res = pytester.runpytest_subprocess(
+        "-p", "chaos.pytest_plugin", "--chaos", str(plans / "ok.yaml"),
+        "-d", "--tx", f"ssh={alias}//ssh_config={cfg}//python={python}//chdir={remote}", f"--rsyncdir={plans}",
+        f"--chaos-out={pytester.path / 'out'}", "-W", "ignore::DeprecationWarning", timeout=300)
+    from chaos import __version__
+    assert res.ret == pytest.ExitCode.USAGE_ERROR
+    assert (f"it runs fle-chaos 9.9.9-other+{__version__}, this controller runs {__version__}; "
+            "install the same version on every host") in res.stdout.str() + res.stderr.str()
+    assert not (pytester.path / "out").exists()

@@ -44,7 +44,7 @@ from chaos import __version__
 from chaos.outcome import ExitCode, Verdict
 
 __all__ = ["parse_seeds", "default_seed", "Judgement", "judge", "PlanFile", "PlanItem", "Settings",
-           "SIM_MISSING", "SHIPPED"]
+           "SIM_MISSING", "SHIPPED", "merge_junit"]
 
 PLAN_SUFFIXES = (".yaml", ".yml")
 SHIPPED = ("journal.json", "report.html", "junit.xml")
@@ -147,6 +147,30 @@ def _run_names(items: list["PlanItem"]) -> None:
             parts = [p if p not in ("", ".", "..") else "_" for p in i.plan_file_id.split("/")]
             base = "__".join([*parts[:-1], i.stem])
         i.run_name = f"{base}-seed{i.seed}"
+
+
+def merge_junit(paths: list[str | os.PathLike[str]], out: str | os.PathLike[str]) -> Path:
+    """One JUnit file from several pytest --junitxml files (the nightly's
+    shards): every test suite kept, named after its file, totals summed."""
+    import xml.etree.ElementTree as ET
+    root = ET.Element("testsuites", {"name": "pytest --chaos"})
+    totals = dict.fromkeys(("tests", "failures", "errors", "skipped"), 0)
+    for p in sorted(map(Path, paths)):
+        try:
+            top = ET.parse(p).getroot()
+        except (ET.ParseError, OSError) as e:
+            print(f"{p}: not merged: {e}", file=sys.stderr)
+            continue
+        for suite in ([top] if top.tag == "testsuite" else top.findall("testsuite")):
+            suite.set("name", p.stem)
+            for k in totals:
+                totals[k] += int(suite.get(k, 0) or 0)
+            root.append(suite)
+    root.attrib.update({k: str(v) for k, v in totals.items()})
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    ET.ElementTree(root).write(out, encoding="utf-8", xml_declaration=True)
+    return out
 
 
 # --------------------------------------------------------------------------- settings

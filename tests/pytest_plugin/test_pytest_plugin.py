@@ -323,3 +323,18 @@ def test_a_worker_with_another_fle_chaos_version_is_refused(pytester, plans, ssh
     assert (f"it runs fle-chaos 9.9.9-other+{__version__}, this controller runs {__version__}; "
             "install the same version on every host") in res.stdout.str() + res.stderr.str()
     assert not (pytester.path / "out").exists()
+
+
+def test_shard_junit_files_merge_into_one(tmp_path):
+    from chaos.pytest_plugin import merge_junit
+    for i, (tests, failures) in enumerate([(3, 1), (2, 0)]):
+        cases = "".join(f'<testcase classname="plans.p.yaml" name="seed={i * 10 + k}"/>' for k in range(tests))
+        (tmp_path / f"pytest-shard{i}.xml").write_text(
+            f'<testsuites><testsuite name="pytest" tests="{tests}" failures="{failures}" errors="0" '
+            f'skipped="0">{cases}</testsuite></testsuites>')
+    (tmp_path / "pytest-shard9.xml").write_text("<testsuites><testsuite")   # a shard that died mid-write
+    out = merge_junit(sorted(tmp_path.glob("pytest-*.xml")), tmp_path / "junit.xml")
+    root = ET.parse(out).getroot()
+    assert (root.get("tests"), root.get("failures")) == ("5", "1")
+    assert [s.get("name") for s in root.iter("testsuite")] == ["pytest-shard0", "pytest-shard1"]
+    assert len(list(root.iter("testcase"))) == 5

@@ -33,6 +33,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -52,6 +53,7 @@ SHIPPED = ("journal.json", "report.html", "junit.xml")
 SIM_MISSING = "chaos sim is not available in this build"
 DEFAULT_MARGIN_S = 60.0
 OUTPUT_TAIL = 40  # lines of a run's output kept for an error's text
+OUTPUT_TAIL_BYTES = 16384
 _VERSION_PROBE = """
 try:
     import chaos
@@ -407,28 +409,32 @@ def _run_item(item: PlanItem, s: Settings) -> Judgement:
     budget = item.plan.time_limit_s + s.margin_s
     # our own stop comes before pytest-timeout's, so the run can still end cleanly (journal, report)
     grace = min(30.0, s.margin_s / 2)
-    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            env=_child_env(), preexec_fn=procs.pdeathsig_preexec(os.getpid()))
-    timed_out = False
-    try:
+    # output to a file, not a pipe: memory stays bounded however long the run talks
+    with tempfile.TemporaryFile() as log:
+        proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=_child_env(),
+                                preexec_fn=procs.pdeathsig_preexec(os.getpid()))
+        timed_out = False
         try:
-            output, _ = proc.communicate(timeout=budget - grace)
-        except subprocess.TimeoutExpired:
-            timed_out = True
-            proc.send_signal(signal.SIGTERM)
             try:
-                output, _ = proc.communicate(timeout=grace * 0.8)
+                proc.wait(timeout=budget - grace)
             except subprocess.TimeoutExpired:
-                proc.kill()
-                output, _ = proc.communicate()
-    finally:
-        if proc.poll() is None:   # pytest-timeout or ^C got here first
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+                timed_out = True
+                proc.send_signal(signal.SIGTERM)
+                try:
+                    proc.wait(timeout=grace * 0.8)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
+        finally:
+            if proc.poll() is None:   # pytest-timeout or ^C got here first
+                proc.send_signal(signal.SIGTERM)
+                try:
+                    proc.wait(timeout=20)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
+        log.seek(max(0, log.seek(0, os.SEEK_END) - OUTPUT_TAIL_BYTES))
+        output = log.read().decode("utf-8", "replace")
     if scratch is not None:
         made = scratch / f"{item.path.stem}-seed{item.seed}"
         if made.is_dir():

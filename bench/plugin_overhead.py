@@ -60,6 +60,10 @@ def _plugin_verdicts(junit: Path, out: Path) -> dict[tuple[str, int], str]:
     return got
 
 
+def _busy(out: Path) -> float:
+    return sum(json.loads(j.read_text())["run"].get("duration_s") or 0.0 for j in out.glob("*/journal.json"))
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seeds", type=int, default=10, help="K seeds per plan (default 10)")
@@ -68,6 +72,8 @@ def main() -> int:
     ap.add_argument("--plans", nargs="*", default=None, help="plan files (default plans/*.yaml)")
     ap.add_argument("--limit", type=float, default=5.0, help="overhead bound in %% of wall time")
     ap.add_argument("--work", type=Path, default=None, help="keep runs here (default: a temp dir)")
+    ap.add_argument("--order", choices=("ab", "ba"), default="ab",
+                    help="ab: chaos run first; ba: pytest first (average both to cancel a drifting load)")
     a = ap.parse_args()
     plans = a.plans or sorted(str(p.relative_to(ROOT)) for p in (ROOT / "plans").glob("*.yaml"))
     work = a.work or Path(tempfile.mkdtemp(prefix="plugin-overhead-"))
@@ -76,14 +82,25 @@ def main() -> int:
     run_out, pyt_out, junit = work / "chaos-run", work / "pytest", work / "pytest.xml"
     print(f"{len(plans)} plan(s) x {k} seed(s) ({s}..{s + k - 1}), {a.jobs} at a time; runs in {work}", flush=True)
 
-    wall_run = _timed([sys.executable, "-m", "chaos", "run", *plans, "--seed", str(s), "--repeat", str(k),
-                       "--jobs", str(a.jobs), "--out", str(run_out)], work / "chaos-run.log")
-    print(f"chaos run --jobs {a.jobs}:   {wall_run:8.1f} s", flush=True)
-    wall_pyt = _timed([sys.executable, "-m", "pytest", "-p", "chaos.pytest_plugin", "-p", "no:cacheprovider",
-                       "-q", "--chaos", *plans, "--chaos-seeds", f"{s}:{s + k}", "-n", str(a.jobs),
-                       "--chaos-out", str(pyt_out), "--junitxml", str(junit)], work / "pytest.log")
-    print(f"pytest --chaos -n {a.jobs}: {wall_pyt:8.1f} s", flush=True)
-
+    run_argv = [sys.executable, "-m", "chaos", "run", *plans, "--seed", str(s), "--repeat", str(k),
+                "--jobs", str(a.jobs), "--out", str(run_out)]
+    pyt_argv = [sys.executable, "-m", "pytest", "-p", "chaos.pytest_plugin", "-p", "no:cacheprovider",
+                "-q", "--chaos", *plans, "--chaos-seeds", f"{s}:{s + k}", "-n", str(a.jobs),
+                "--chaos-out", str(pyt_out), "--junitxml", str(junit)]
+    walls = {}
+    for side in (("run", "pytest") if a.order == "ab" else ("pytest", "run")):
+        if side == "run":
+            walls[side] = _timed(run_argv, work / "chaos-run.log")
+            print(f"chaos run --jobs {a.jobs}:   {walls[side]:8.1f} s", flush=True)
+        else:
+            walls[side] = _timed(pyt_argv, work / "pytest.log")
+            print(f"pytest --chaos -n {a.jobs}: {walls[side]:8.1f} s", flush=True)
+    wall_run, wall_pyt = walls["run"], walls["pytest"]
+    # The machine is shared: the runs themselves may take longer on one side.
+    # Their summed durations (from the journals) show how much.
+    busy_run, busy_pyt = _busy(run_out), _busy(pyt_out)
+    print(f"summed run durations: chaos run {busy_run:.1f} s, pytest {busy_pyt:.1f} s "
+          f"({100.0 * (busy_pyt - busy_run) / busy_run:+.1f} %)")
     left, right = _run_verdicts(run_out), _plugin_verdicts(junit, pyt_out)
     differ = sorted(key for key in set(left) | set(right) if left.get(key) != right.get(key))
     counts = {v: sum(1 for x in right.values() if x == v) for v in ("valid", "invalid", "unknown")}
@@ -93,6 +110,8 @@ def main() -> int:
               f"pytest {right.get((plan, seed))}")
     overhead = 100.0 * (wall_pyt - wall_run) / wall_run
     print(f"overhead: {overhead:+.1f} % of wall time (bound {a.limit:g} %)")
+    per_busy = 100.0 * ((wall_pyt / busy_pyt) / (wall_run / busy_run) - 1)
+    print(f"overhead per second of run time (load drift taken out): {per_busy:+.1f} %")
     ok = not differ and overhead < a.limit and len(left) == len(plans) * k
     print("PASS" if ok else "FAIL")
     return 0 if ok else 1

@@ -480,6 +480,10 @@ class ChaosSession:
 
     def pytest_collection_modifyitems(self, items: list[pytest.Item]) -> None:
         _run_names([i for i in items if isinstance(i, PlanItem)])
+        if self.is_worker:
+            # Longest plans first (by time_limit; stable, so every worker agrees):
+            # the run that starts last decides how long the other workers idle.
+            items.sort(key=lambda i: -i.plan.time_limit_s if isinstance(i, PlanItem) else 0.0)
 
     @pytest.hookimpl(optionalhook=True)
     def pytest_xdist_newgateway(self, gateway: Any) -> None:

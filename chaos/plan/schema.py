@@ -84,6 +84,7 @@ _INVARIANT_PARAMS: dict[str, dict[str, Any]] = {
                       "max_notifications": {"type": "integer", "minimum": 1},
                       "max_ms": _DUR},
     "vote_backing": {},
+    "vote_rules": {},
 }
 assert set(_INVARIANT_PARAMS) == set(INVARIANT_NAMES)
 

@@ -85,6 +85,7 @@ _INVARIANT_PARAMS: dict[str, dict[str, Any]] = {
                       "max_ms": _DUR},
     "vote_backing": {},
     "vote_rules": {},
+    "leader_lease": {},
 }
 assert set(_INVARIANT_PARAMS) == set(INVARIANT_NAMES)
 

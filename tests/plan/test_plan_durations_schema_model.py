@@ -126,7 +126,8 @@ steps:
                                   {"name": "leader_eligibility", "params": {}},
                                   {"name": "election_cost", "params": {}},
                                   {"name": "vote_backing", "params": {}},
-                                  {"name": "vote_rules", "params": {}}]
+                                  {"name": "vote_rules", "params": {}},
+                                  {"name": "leader_lease", "params": {}}]
     toxic = data["steps"][0]
     assert toxic["attributes"] == {"latency": 1000}
     assert toxic["links"] == {"from": "leader", "to": 2, "port": "quorum", "direction": "one"}
@@ -139,7 +140,7 @@ def test_default_invariants_are_all_of_them():
     assert [i.name for i in plan.invariants] == ["single_leader", "convergence",
                                                  "out_of_election_join", "leader_validity",
                                                  "no_committed_txn_lost", "log_agreement",
-                                                 "leader_eligibility", "election_cost", "vote_backing", "vote_rules"]
+                                                 "leader_eligibility", "election_cost", "vote_backing", "vote_rules", "leader_lease"]
     assert plan.invariant("convergence").params["within"] == 15.0
     assert FrozenDict({"a": 1}) == {"a": 1}
 
@@ -149,4 +150,4 @@ def test_invariant_can_be_switched_off():
                       "invariants: {single_leader: {}, convergence: false}\nsteps: [{wait: stable}]\n")
     assert [i.name for i in plan.invariants] == [
         "single_leader", "out_of_election_join", "leader_validity", "no_committed_txn_lost", "log_agreement",
-        "leader_eligibility", "election_cost", "vote_backing", "vote_rules"]
+        "leader_eligibility", "election_cost", "vote_backing", "vote_rules", "leader_lease"]

@@ -258,8 +258,11 @@ class Context:
         return None
 
     def agreement(self, nodes: NodeStates) -> tuple[int, int | None] | None:
-        """(leader, epoch) when a quorum of voters is live and every live voter
-        is LEADING or FOLLOWING one leader in one epoch."""
+        """(leader, epoch) when a quorum of voters is live, every live voter
+        is LEADING or FOLLOWING one leader in one epoch, and the leader has
+        established that epoch with a quorum of them: agreeing on a vote is
+        not serving (a leader that never gathers its epoch's acks loops
+        through elections while everyone still names it)."""
         live = [s for s in self.voters if s in nodes and nodes[s].live]
         if not live or not self.voters.is_quorum(live):
             return None
@@ -272,6 +275,9 @@ class Context:
             n = nodes[s]
             if s != leader and not (n.state == "FOLLOWING" and n.leader == leader and n.epoch == epoch):
                 return None
+        if epoch is None or nodes[leader].established != epoch or not self.voters.is_quorum(
+                [s for s in live if nodes[s].established == epoch]):
+            return None
         return leader, epoch
 
     def _why_not_formed(self) -> str | None:

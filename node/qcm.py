@@ -412,6 +412,11 @@ class QuorumCnxManager:
                         if link.closed:
                             return
                         self._deliver(link.sid, frame)
+                    if decoder.error is not None:  # a bad length after good frames
+                        self._emit("malformed_frame", peer=link.sid, port=_PORT,
+                                   reason=decoder.error.reason, length=decoder.error.length)
+                        self._close_link(link, "malformed_frame")
+                        return
                 data = await link.reader.read(_READ_SIZE)
                 if not data:
                     self._close_link(link, "eof")

@@ -273,6 +273,11 @@ class FrameDecoder:
         except ProtocolError as e:
             self.last_length = e.length
             self._error = ZabProtocolError(e.reason)
+            return
+        bad = self._inner.error
+        if bad is not None:  # frames before a bad length were kept; the stream ends here
+            self.last_length = bad.length
+            self._error = ZabProtocolError(bad.reason)
 
     def next_message(self) -> Message | None:
         if self._frames:

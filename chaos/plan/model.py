@@ -1092,6 +1092,62 @@ class Snapshot(Step):
         return {**self._head(), "node": self.node.to_json(), "as": self.name}
 
 
+# Malformed election frames `inject` can send, each a way a receiver must
+# survive (ZK-3769: a short notification killed 3.6's receiver thread).
+INJECT_FRAMES: dict[str, str] = {
+    "short": "a 20-byte notification (a receiver needs at least 28)",
+    "bad_state": "a 40-byte notification with server state code 7",
+    "config_overflow": "a version-2 notification whose configLength runs past the frame",
+    "random": "64 seeded random bytes",
+    "zero_length": "a frame header of length 0 (the receiver must drop the connection)",
+    "oversize": "a frame header above PACKETMAXSIZE, 524288 (the receiver must drop the connection)",
+}
+_DEFAULT_INJECT = ("short", "bad_state", "config_overflow", "random")
+
+
+@step_kind("inject")
+@dataclass(frozen=True, slots=True)
+class Inject(Step):
+    """`inject: {node: SEL, frames: [short, ...], from: SID}`: connect to each
+    selected node's election port as peer `from` (default: an unknown sid
+    above every member, so no real link is replaced) and send a handshake
+    followed by malformed frames, then hang up. A correct receiver logs them
+    and goes on; one that dies on them goes deaf, and the next election
+    shows it. Bad input on the wire must never take a peer down."""
+
+    target: Selector
+    frames: tuple[str, ...] = _DEFAULT_INJECT
+    sender: int | None = None
+    path: str = ""
+    label: str = ""
+
+    schema = {"type": "object", "properties": {
+        "node": _SELECTOR,
+        "frames": {"type": "array", "minItems": 1, "items": {"enum": list(INJECT_FRAMES)}},
+        "from": {"type": "integer", "minimum": 0}},
+        "required": ["node"], "additionalProperties": False}
+
+    @classmethod
+    def parse(cls, kind: str, value: Any, ctx: "StepContext") -> "Inject | None":
+        if not isinstance(value, dict):
+            return None
+        node = ctx.selector(value.get("node"), ctx.path + ("node",)) if "node" in value else None
+        frames = value.get("frames", list(_DEFAULT_INJECT))
+        ok = isinstance(frames, list) and bool(frames) and all(f in INJECT_FRAMES for f in frames)
+        sender = value.get("from")
+        if sender is not None and (not isinstance(sender, int) or isinstance(sender, bool) or sender < 0):
+            return None
+        if node is None or not ok:
+            return None
+        return cls(node, tuple(frames), sender, ctx.step_path, ctx.label)
+
+    def describe(self) -> str:
+        return f"inject {', '.join(self.frames)} into {self.target}"
+
+    def to_json(self) -> dict[str, Any]:
+        return {**self._head(), "node": self.target.to_json(), "frames": list(self.frames), "from": self.sender}
+
+
 # What a nemesis may do; each is undone by the nemesis itself before it ends.
 NEMESIS_FAULTS: tuple[str, ...] = ("kill", "pause", "restart", "partition", "latency",
                                    "reset_peer", "silent_death")

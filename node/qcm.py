@@ -351,7 +351,8 @@ class QuorumCnxManager:
         self._asked.pop(sid, None)
         link = _Link(sid, direction, reader, writer)
         self._links[sid] = link
-        self._emit("connection_opened", peer=sid, port=_PORT, direction=direction, reason=reason)
+        self._emit("connection_opened", peer=sid, port=_PORT, direction=direction, reason=reason,
+                   remote=_remote(writer))
         link.tasks.append(self._spawn(self._send_loop(link), f"qcm-send-{sid}"))
         link.tasks.append(self._spawn(self._recv_loop(link, initial), f"qcm-recv-{sid}"))
 

@@ -625,8 +625,8 @@ class Broadcast:
             break
         if conn is None or leader_info is None:
             return self._lost(REASON_CANNOT_CONNECT, last_err)
-        self._emit("connection_opened", {"peer": leader_sid, "port": "quorum",
-                                          "direction": "out", "reason": self.role})
+        self._emit("connection_opened", {"peer": leader_sid, "port": "quorum", "direction": "out",
+                                          "reason": self.role, "remote": conn.remote})
         reason = REASON_LEADER_CLOSED
         try:
             reason = await self._learner_run(conn, leader_sid, leader_info, init_s, sync_s)

@@ -86,6 +86,7 @@ _INVARIANT_PARAMS: dict[str, dict[str, Any]] = {
     "vote_backing": {},
     "vote_rules": {},
     "leader_lease": {},
+    "interposition": {},
 }
 assert set(_INVARIANT_PARAMS) == set(INVARIANT_NAMES)
 

@@ -155,6 +155,12 @@ class JournalBuilder:
             self.state[s] = "LOOKING"
             self.leader_of[s] = -1
             self.status(s)
+            # its election links to the smaller sids, dialled through their proxies
+            for o in self.sids:
+                if o < s:
+                    self.ev(s, "connection_opened", peer=o, port="election", direction="out", reason="dialled",
+                            remote=next(lk.listen for lk in self.links
+                                       if (lk.src, lk.dst, lk.port) == (s, o, "election")))
             self.advance(0.01)
 
     def kill(self, sid: int) -> int:

@@ -127,7 +127,8 @@ steps:
                                   {"name": "election_cost", "params": {}},
                                   {"name": "vote_backing", "params": {}},
                                   {"name": "vote_rules", "params": {}},
-                                  {"name": "leader_lease", "params": {}}]
+                                  {"name": "leader_lease", "params": {}},
+                                  {"name": "interposition", "params": {}}]
     toxic = data["steps"][0]
     assert toxic["attributes"] == {"latency": 1000}
     assert toxic["links"] == {"from": "leader", "to": 2, "port": "quorum", "direction": "one"}
@@ -140,7 +141,7 @@ def test_default_invariants_are_all_of_them():
     assert [i.name for i in plan.invariants] == ["single_leader", "convergence",
                                                  "out_of_election_join", "leader_validity",
                                                  "no_committed_txn_lost", "log_agreement",
-                                                 "leader_eligibility", "election_cost", "vote_backing", "vote_rules", "leader_lease"]
+                                                 "leader_eligibility", "election_cost", "vote_backing", "vote_rules", "leader_lease", "interposition"]
     assert plan.invariant("convergence").params["within"] == 15.0
     assert FrozenDict({"a": 1}) == {"a": 1}
 
@@ -150,4 +151,4 @@ def test_invariant_can_be_switched_off():
                       "invariants: {single_leader: {}, convergence: false}\nsteps: [{wait: stable}]\n")
     assert [i.name for i in plan.invariants] == [
         "single_leader", "out_of_election_join", "leader_validity", "no_committed_txn_lost", "log_agreement",
-        "leader_eligibility", "election_cost", "vote_backing", "vote_rules", "leader_lease"]
+        "leader_eligibility", "election_cost", "vote_backing", "vote_rules", "leader_lease", "interposition"]

@@ -82,6 +82,8 @@ class RunOptions:
     reports_root: Path = Path("reports")
     final_wait_s: float | None = None
     target: str = "fle"
+    links: str | None = None            # "config" | "netns"; None: the target's default
+    target_options: dict = field(default_factory=dict)   # e.g. {"zookeeper_home": ...}
 
 
 @dataclass
@@ -207,11 +209,17 @@ class Runner:
         listen = {k: ports[i] for i, k in enumerate(link_keys)}
         client = self._start_toxiproxy(stack, ports[len(link_keys)], registry)
 
+        net = self._netns(stack, sids) if self.links_mode() == "netns" else None
         target = create_target(self.opts.target, self.run_dir, spec, real, listen, registry=registry,
-                               on_process=self._on_process)
+                               on_process=self._on_process, net=net, **self.opts.target_options)
         real_ports = {sid: {"election": nd.election_port, "quorum": nd.quorum_port}
                       for sid, nd in target.nodes.items()}
-        links = LinkFaults(client, self.run_id, real_ports, listen)
+        if net is not None:
+            links = LinkFaults(client, self.run_id, real_ports, listen, host=net.net.host,
+                               node_hosts={s: n.address for s, n in net.net.nodes.items()})
+            net.up(real_ports, listen)
+        else:
+            links = LinkFaults(client, self.run_id, real_ports, listen)
         registry.set_proxies(f"fle_{self.run_id}_", client.url)
         self._undo(stack, "proxies", lambda: links.delete_proxies(self.warn))
         links.create_proxies()
@@ -219,7 +227,9 @@ class Runner:
                            run={"toxiproxy": {"kind": self._toxiproxy_kind(), "url": client.url},
                                 "target": {"kind": target.kind, "version": target.version()}})
         target.write_configs()
-        observer = Observer(journal, target.endpoints(), running=target.is_running, on_change=self._on_status)
+        observer = Observer(journal, target.endpoints(), running=target.is_running, on_change=self._on_status,
+                            hosts=getattr(target, "hosts", dict)(), poll=getattr(target, "poll_status", None),
+                            parse_line=getattr(target, "parse_event_line", None))
         self._undo(stack, "nodes", target.shutdown)
         ledger = FaultLedger(self._journal_fault, self.warn)
         # Faults go before the nodes do, and before the observer stops watching.
@@ -236,6 +246,26 @@ class Runner:
         self.progress.say(f"ensemble of {len(sids)} ({running} started) behind {len(links.created)} proxies "
                           f"(run {self.run_id})")
         return self.ctx
+
+    def links_mode(self) -> str:
+        from chaos.targets import TARGETS
+        return self.opts.links or getattr(TARGETS.get(self.opts.target), "default_links", "config")
+
+    def _netns(self, stack: contextlib.ExitStack, sids: list[int]) -> Any:
+        """A namespace per node (:mod:`chaos.netns`); removed after the nodes
+        and proxies are gone (registered first, so it unwinds last)."""
+        from chaos import netns
+        problem = netns.missing_requirements()
+        if problem:
+            raise SetupFailure(problem)
+        netns.janitor(procs.live_run_ids(), log=self.progress.say)
+        slot = netns.reserve_slot(start=int(self.run_id, 16) % netns.SLOTS)
+        self._undo(stack, "subnet", slot.release)
+        links = netns.NetnsLinks(netns.layout(self.run_id, slot.slot, sids))
+        self._undo(stack, "namespaces", lambda: [self.warn(f"cannot remove {f}") for f in links.down()])
+        self.journal.set_header(run={"links": {"mode": "netns", "subnet": links.net.subnet,
+                                               "host": links.net.host}})
+        return links
 
     def _undo(self, stack: contextlib.ExitStack, name: str, fn: Callable[[], Any]) -> None:
         def safe() -> None:

@@ -179,6 +179,7 @@ class Runner:
         self.progress = _Progress(opts.progress, time.monotonic())
         self._safety_warned = False
         self._first_fault = True
+        self.workload: Any = None
 
     # ------------------------------------------------------------------ setup
     def setup(self, stack: contextlib.ExitStack) -> RunContext:
@@ -242,6 +243,11 @@ class Runner:
         journal.record(RunStarted, seed=self.seed, command=cmd)
         observer.start()
         target.start_all()
+        if hasattr(target, "client_servers"):
+            from chaos.workload import ZnodeWorkload
+            self.workload = ZnodeWorkload(journal, target.client_servers(), log_path=self.run_dir / "workload.log")
+            self._undo(stack, "workload", self.workload.stop)   # before the nodes go
+            self.workload.start()
         running = sum(1 for s in sids if target.is_running(s))
         self.progress.say(f"ensemble of {len(sids)} ({running} started) behind {len(links.created)} proxies "
                           f"(run {self.run_id})")
@@ -400,6 +406,11 @@ class Runner:
                         self.ctx.ledger.undo_all()
                         if self.ctx.formed:
                             self.settle(self.ctx)
+                        if self.workload is not None:
+                            self.workload.stop()
+                            self.progress.say(f"workload: {len(self.workload.acked)} creates acknowledged, "
+                                              f"{self.workload.errors} errors; reading every server back")
+                            self.workload.read_back(self.ctx.target.is_running)
                 except Interrupted as e:
                     interrupted, error = True, f"interrupted by {e}"
                 except KeyboardInterrupt:

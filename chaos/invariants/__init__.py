@@ -53,10 +53,12 @@ from .logs import log_agreement
 from .eligibility import leader_eligibility
 from .cost import election_cost
 from .votes import vote_backing
+from .writes import zk_log_agreement, zk_no_committed_txn_lost
 
 __all__ = [
     "InvariantResult", "Verdict", "VALID", "INVALID", "UNKNOWN", "DEFAULT_CONVERGENCE_S", "NodeView",
     "Voters", "Context", "Finding", "Check", "Invariant", "INVARIANTS", "invariant",
     "single_leader", "convergence", "out_of_election_join", "leader_validity", "no_committed_txn_lost",
     "log_agreement", "leader_eligibility", "election_cost", "vote_backing", "check_all", "overall", "setup_failure",
+    "zk_no_committed_txn_lost", "zk_log_agreement",
 ]

@@ -19,7 +19,7 @@ __all__ = [
     "InvariantResult", "Verdict", "VALID", "INVALID", "UNKNOWN", "DEFAULT_CONVERGENCE_S",
     "NodeView", "NodeStates", "Voters", "Context", "Finding", "Check", "Invariant", "INVARIANTS",
     "invariant", "check_all", "overall", "setup_failure", "as_int", "sid_of", "fmt_zxid",
-    "EVIDENCE_GAPS", "evidence_gap",
+    "EVIDENCE_GAPS", "evidence_gap", "TARGET_CHECKS", "target_invariant",
 ]
 
 VALID, INVALID, UNKNOWN = Verdict.VALID, Verdict.INVALID, Verdict.UNKNOWN
@@ -368,7 +368,8 @@ def check_all(journal: Journal, specs: Mapping[str, Mapping[str, Any]] | None = 
         specs = {name: {} for name in INVARIANTS}
     results = []
     for name, spec in specs.items():
-        inv = INVARIANTS.get(name)
+        kind = getattr(journal.run.target, "kind", None) or "fle"
+        inv = TARGET_CHECKS.get((kind, name)) or INVARIANTS.get(name)
         gap = evidence_gap(journal, name)
         if inv is None:
             results.append(InvariantResult(name, Verdict.UNKNOWN, f"no invariant named {name!r}"))
@@ -387,12 +388,21 @@ EVIDENCE_GAPS: Mapping[str, Mapping[str, str]] = MappingProxyType({
         "out_of_election_join": "ZooKeeper's log does not say whether a join was decided out of election",
         "election_cost": "ZooKeeper logs only the notifications it broadcasts while LOOKING, "
                          "not its replies, so rounds and notification counts are incomplete",
-        "no_committed_txn_lost": "ZooKeeper's commits are not logged and its txn log is not read; "
-                                 "needs the client workload's read-back",
-        "log_agreement": "ZooKeeper's txn log is not read; needs the client workload's read-back",
     }),
 })
 """target kind -> invariant -> why that target's journal holds no evidence for it."""
+
+
+TARGET_CHECKS: dict[tuple[str, str], Invariant] = {}
+"""(target kind, invariant) -> the check that judges that invariant on that
+target's evidence (ZooKeeper: the client workload's read-back)."""
+
+
+def target_invariant(kind: str, name: str) -> Callable[[Check], Invariant]:
+    def register(check: Check) -> Invariant:
+        TARGET_CHECKS[(kind, name)] = inv = Invariant(name, check, (check.__doc__ or "").strip())
+        return inv
+    return register
 
 
 def evidence_gap(journal: Journal, name: str) -> str | None:

@@ -385,6 +385,10 @@ class ZooKeeperTarget:
     def endpoints(self) -> dict[int, tuple[int, Path | None]]:
         return {s: (n.client_port, n.log_path) for s, n in self.nodes.items()}
 
+    def client_servers(self) -> dict[int, str]:
+        """sid -> host:port of its client port, for the workload (chaos.workload)."""
+        return {s: f"{self.host(s)}:{n.client_port}" for s, n in self.nodes.items()}
+
     # ------------------------------------------------------------------ observation
     def parse_event_line(self, sid: int, line: bytes) -> dict | None:
         return parse_log_line(sid, line.decode("utf-8", "replace"), self._mono_offset)

@@ -122,9 +122,14 @@ def nft_ruleset(net: NetLayout, real_ports: Mapping[int, Mapping[str, int]],
               f"    ip saddr {net.subnet} ip daddr {net.subnet} counter drop comment \"bypass\"",
               "  }",
               "  chain delivered {",
-              "    type filter hook postrouting priority srcnat; policy accept;"]
+              # filter priority: before the reply direction of a DNAT is rewritten,
+              # so a proxy's packets still show the host as their source
+              "    type filter hook postrouting priority filter; policy accept;"]
     for s, n in sorted(net.nodes.items()):
+        ports = ", ".join(str(p) for p in sorted(set(real_ports[s].values())))
         lines.append(f'    oifname "{n.host_if}" ip saddr != {net.host} counter comment "not_from_host_to_{s}"')
+        lines.append(f'    oifname "{n.host_if}" ip saddr {net.host} tcp dport {{ {ports} }} counter '
+                     f'comment "proxied_to_{s}"')
     lines += ["  }", "}"]
     return "\n".join(lines) + "\n"
 

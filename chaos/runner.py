@@ -268,7 +268,13 @@ class Runner:
         slot = netns.reserve_slot(start=int(self.run_id, 16) % netns.SLOTS)
         self._undo(stack, "subnet", slot.release)
         links = netns.NetnsLinks(netns.layout(self.run_id, slot.slot, sids))
-        self._undo(stack, "namespaces", lambda: [self.warn(f"cannot remove {f}") for f in links.down()])
+        def down() -> None:
+            # the counters prove the interposition (chaos.netns): keep them before the table goes
+            self.journal.set_header(run={"links": {"mode": "netns", "subnet": links.net.subnet,
+                                                   "host": links.net.host, "counters": links.counters()}})
+            for f in links.down():
+                self.warn(f"cannot remove {f}")
+        self._undo(stack, "namespaces", down)
         self.journal.set_header(run={"links": {"mode": "netns", "subnet": links.net.subnet,
                                                "host": links.net.host}})
         return links

@@ -7,8 +7,8 @@ Each side runs ``chaos run plans/leader_kill.yaml`` with ``--links netns`` (so
 both pay the same interposition: a namespace per node, nft DNAT, a proxy per
 directed link). Per run: the wall time of the whole ``chaos run``, the time
 from the kill's ``fault effective`` to the first synced LEADING status of the
-new leader (``reelect_s``, from the journal), and, for ZooKeeper, each JVM's
-peak RSS (sampled every 0.25 s). Runs alternate sides, so load from other
+new leader (``reelect_s``, from the journal), and each node process's peak
+RSS (a JVM, or our Python node; sampled every 0.25 s). Runs alternate sides, so load from other
 work on the machine falls on both alike. Needs root (netns) and the zookeeper
 package; one ensemble at a time.
 """
@@ -41,11 +41,17 @@ def _rss_sampler(run_dir: Path, stop: threading.Event, peak: dict[str, int]) -> 
     while not stop.wait(0.25):
         for p in psutil.process_iter(["cmdline", "memory_info"]):
             cmd = p.info["cmdline"] or []
-            if "org.apache.zookeeper.server.quorum.QuorumPeerMain" in cmd and str(run_dir) in " ".join(cmd):
+            if str(run_dir) not in " ".join(cmd):
+                continue
+            if "org.apache.zookeeper.server.quorum.QuorumPeerMain" in cmd:
                 node = Path(cmd[-1]).parent.name
-                mi = p.info["memory_info"]
-                if mi is not None:
-                    peak[node] = max(peak.get(node, 0), mi.rss)
+            elif "node" in cmd and "--config" in cmd:          # our node: python -S -m node --config …
+                node = Path(cmd[cmd.index("--config") + 1]).parent.name
+            else:
+                continue
+            mi = p.info["memory_info"]
+            if mi is not None:
+                peak[node] = max(peak.get(node, 0), mi.rss)
 
 
 def _reelect_s(journal: dict) -> float | None:
@@ -100,13 +106,13 @@ def main() -> int:
                            "exits": [r["exit"] for r in mine]}
         rss = [mb for r in mine for mb in r["rss_mb"].values()]
         if rss:
-            summary[target]["jvm_rss_mb_max"] = max(rss)
-            summary[target]["jvm_rss_mb_median"] = statistics.median(rss)
-    print(f"{'target':10} {'runs':>4} {'wall s (median)':>16} {'re-election s (median)':>23} {'JVM RSS MB (median/max)':>24}")
+            summary[target]["rss_mb_max"] = max(rss)
+            summary[target]["rss_mb_median"] = statistics.median(rss)
+    print(f"{'target':10} {'runs':>4} {'wall s (median)':>16} {'re-election s (median)':>23} {'node RSS MB (median/max)':>25}")
     for target, s in summary.items():
-        rss = f"{s['jvm_rss_mb_median']:.0f}/{s['jvm_rss_mb_max']:.0f}" if "jvm_rss_mb_max" in s else "-"
+        rss = f"{s['rss_mb_median']:.0f}/{s['rss_mb_max']:.0f}" if "rss_mb_max" in s else "-"
         re = f"{s['reelect_s_median']:.2f}" if s["reelect_s_median"] is not None else "-"
-        print(f"{target:10} {s['runs']:>4} {s['wall_s_median']:>16.1f} {re:>23} {rss:>24}")
+        print(f"{target:10} {s['runs']:>4} {s['wall_s_median']:>16.1f} {re:>23} {rss:>25}")
     if args.json:
         args.json.write_text(json.dumps({"rows": rows, "summary": summary}, indent=2))
     return 0

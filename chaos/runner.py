@@ -198,8 +198,11 @@ class Runner:
             plan=plan.to_json())
         registry = procs.RunRegistry(self.run_id, self.run_dir)
         self._undo(stack, "registry", registry.close)
-        # Clear what crashed runs left; their proxies too if we share a server.
+        # Clear what crashed runs left; their proxies too if we share a server,
+        # and their namespaces and nft tables (chaos.netns) whatever this run's links.
         procs.janitor(log=self.progress.say)
+        if self.links_mode() != "netns":
+            self._net_janitor()
 
         sids = list(spec.sids)
         link_keys = LinkFaults.all_links(sids)
@@ -258,6 +261,14 @@ class Runner:
     def links_mode(self) -> str:
         from chaos.targets import TARGETS
         return self.opts.links or getattr(TARGETS.get(self.opts.target), "default_links", "config")
+
+    def _net_janitor(self) -> None:
+        from chaos import netns
+        try:
+            if netns.leftovers():
+                netns.janitor(procs.live_run_ids(), log=self.progress.say)
+        except Exception as e:   # no rights to look or to remove: not this run's problem
+            self.warn(f"janitor: cannot check network leftovers: {e}")
 
     def _netns(self, stack: contextlib.ExitStack, sids: list[int]) -> Any:
         """A namespace per node (:mod:`chaos.netns`); removed after the nodes

@@ -2,6 +2,11 @@
 from __future__ import annotations
 
 import ipaddress
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -10,6 +15,8 @@ from chaos.netns import SLOTS, layout, nft_ruleset
 from chaos.records import Journal, NodeInfo, RunInfo, Status, TargetInfo, WorkloadReadback
 from chaos.targets.zookeeper import parse_log_line, parse_mntr
 from chaos.workload import readback_fields
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_layout_names_fit_linux_limits_and_addresses_stay_in_the_benchmark_block():
@@ -140,3 +147,33 @@ def test_unacknowledged_creates_a_server_holds_are_not_a_loss_but_must_agree():
 def test_our_node_keeps_every_invariant():
     j = Journal(run=RunInfo(target=TargetInfo("fle", None)), records=())
     assert all("no evidence" not in msg for _, msg in _verdicts(j).values())
+
+
+def _run_cli(argv: list[str], env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=60, env=env)
+
+
+def test_without_nft_the_run_exits_3_with_one_line_saying_so(tmp_path):
+    bindir = tmp_path / "bin"          # a PATH with everything but nft
+    bindir.mkdir()
+    for tool in ("ip", "nsenter", "java"):
+        found = shutil.which(tool)
+        if found:
+            (bindir / tool).symlink_to(found)
+    env = {**os.environ, "PATH": str(bindir)}
+    r = _run_cli([sys.executable, "-m", "chaos", "run", "plans/leader_kill.yaml", "--links", "netns",
+                  "--out", str(tmp_path / "run")], env)
+    assert r.returncode == 3
+    assert r.stderr.strip().splitlines() == ["leader_kill: netns links need `nft` (package nftables)"]
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("capsh"), reason="needs root and capsh to drop a capability")
+def test_without_cap_net_admin_the_run_exits_3_with_one_line_saying_so(tmp_path):
+    cmd = f"{sys.executable} -m chaos run plans/leader_kill.yaml --links netns --out {tmp_path / 'run'}"
+    r = _run_cli(["capsh", "--drop=cap_net_admin", "--", "-c", cmd])
+    if "nft" in r.stderr and "package" in r.stderr:
+        pytest.skip("nft missing here")
+    assert r.returncode == 3
+    assert r.stderr.strip().splitlines() == [
+        "leader_kill: netns links need root or CAP_NET_ADMIN (to make namespaces, veths and an nft table)"]

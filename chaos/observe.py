@@ -189,7 +189,7 @@ class Observer:
                  budget: NotificationBudget | None = None,
                  hosts: Mapping[int, str] | None = None,
                  poll: Callable[[int], NodeStatus | None] | None = None,
-                 parse_line: Callable[[int, bytes], dict | None] | None = None) -> None:
+                 parse_line: Callable[[int, bytes], dict | list[dict] | None] | None = None) -> None:
         """``hosts``: where each node answers (default loopback); ``poll``:
         a target's own status query (a real ZooKeeper has no ``fles``);
         ``parse_line``: turns a line of the node's log into an event dict
@@ -423,14 +423,20 @@ class Observer:
             self.journal.record(NotificationsCapped, **fields)
 
     def _journal_event(self, sid: int, line: bytes) -> int:
+        if self.parse_line is not None:
+            # a target's log line may stand for no event, one, or several
+            evs = self.parse_line(sid, line)
+            evs = [] if evs is None else [evs] if isinstance(evs, dict) else list(evs)
+            return sum(self._journal_one(sid, ev) for ev in evs)
         try:
-            ev = json.loads(line) if self.parse_line is None else self.parse_line(sid, line)
-            if ev is None:
-                return 0
+            ev = json.loads(line)
         except ValueError:
             self.journal.record(NodeEvent, sid=sid, event="unparsable_line",
                                 data={"text": line[:200].decode("utf-8", "replace")})
             return 1
+        return self._journal_one(sid, ev)
+
+    def _journal_one(self, sid: int, ev: Any) -> int:
         if not isinstance(ev, dict):
             return 0
         fields = {}

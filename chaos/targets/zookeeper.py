@@ -42,7 +42,7 @@ from chaos.targets.fle import MAX_NOTIFICATION_INTERVAL_MS, NodeInfo, ProcState
 if TYPE_CHECKING:
     from chaos.netns import NetnsLinks
 
-__all__ = ["ZooKeeperTarget", "parse_log_line", "classpath", "DEBIAN_JARS", "parse_mntr"]
+__all__ = ["ZooKeeperTarget", "parse_log_line", "ElectionFold", "classpath", "DEBIAN_JARS", "parse_mntr"]
 
 JAVA_DIR = Path("/usr/share/java")
 # What QuorumPeerMain and its AdminServer need, by Debian's unversioned jar
@@ -102,6 +102,7 @@ _SENT = re.compile(r"Sending Notification: (-?\d+) \(n\.leader\), 0x([0-9a-f]+) 
 _NEW = re.compile(r"New election\. My id = (\d+), proposed zxid=0x([0-9a-f]+)")
 _TOOK = re.compile(r"^(LEADING|FOLLOWING|OBSERVING) - LEADER ELECTION TOOK - (\d+) (\w+)")
 _PEER = re.compile(r"^Peer state changed: (.+)$")
+_LEAVE = re.compile(r"About to leave FLE instance: leader=(-?\d+), zxid=0x([0-9a-f]+), my id=(\d+), my state=(\w+)")
 
 
 def _wall(stamp: str) -> float:
@@ -138,7 +139,49 @@ def parse_log_line(sid: int, line: str, mono_offset: float) -> dict | None:
                 "leader": sid if r[1] == "LEADING" else None}
     if (r := _PEER.search(msg)):
         return {**head, "event": "peer_state_changed", "peer_state": r[1].strip()}
+    if (r := _LEAVE.search(msg)):
+        return {**head, "event": "fle_left", "leader": int(r[1]), "zxid": int(r[2], 16), "state": r[4]}
     return None
+
+
+class ElectionFold:
+    """Joins what ZooKeeper logs about one election on several lines (pure).
+
+    ``New election`` has no round and no peerEpoch; the first ``Sending
+    Notification`` after it has both (a LOOKING node broadcasts its new vote at
+    once), so ``election_started`` is emitted with that send, completed. ``About
+    to leave FLE instance`` (DEBUG) names the leader decided and its zxid; the
+    ``… - LEADER ELECTION TOOK`` line after it gets them. Nothing is inferred
+    beyond what the lines say."""
+
+    def __init__(self) -> None:
+        self._start: dict[int, dict] = {}
+        self._left: dict[int, dict] = {}
+
+    def feed(self, ev: dict | None) -> list[dict]:
+        if ev is None:
+            return []
+        sid, kind = ev["sid"], ev["event"]
+        if kind == "election_started":
+            self._start[sid] = ev
+            return []
+        if kind == "notification_sent" and sid in self._start:
+            st = self._start.pop(sid)
+            started = {**st, "logical_clock": ev["round"], "current_epoch": ev["peer_epoch"],
+                       "vote": {"leader": ev["leader"], "zxid": ev["zxid"], "peer_epoch": ev["peer_epoch"]}}
+            return [started, ev]
+        if kind == "fle_left":
+            self._left[sid] = ev
+            return []
+        if kind == "election_finished":
+            out = []
+            if sid in self._start:       # decided without sending (never seen in 3.8): say so, unenriched
+                out.append(self._start.pop(sid))
+            left = self._left.pop(sid, None)
+            if left is not None and left["state"] == ev["state"]:
+                ev = {**ev, "leader": left["leader"], "zxid": left["zxid"]}
+            return out + [ev]
+        return [ev]
 
 
 def parse_mntr(text: str) -> dict[str, str]:
@@ -225,6 +268,7 @@ class ZooKeeperTarget:
                 dir=d, data_dir=d / "data", cfg_path=d / "zoo.cfg", log_path=d / "zk.log",
                 events_path=d / "zk.log")
         self._mono_offset = time.time() - time.monotonic()
+        self._fold = ElectionFold()   # only the observer's tail thread feeds it
 
     def host(self, sid: int) -> str:
         return self.net.net.address(sid)
@@ -390,8 +434,8 @@ class ZooKeeperTarget:
         return {s: f"{self.host(s)}:{n.client_port}" for s, n in self.nodes.items()}
 
     # ------------------------------------------------------------------ observation
-    def parse_event_line(self, sid: int, line: bytes) -> dict | None:
-        return parse_log_line(sid, line.decode("utf-8", "replace"), self._mono_offset)
+    def parse_event_line(self, sid: int, line: bytes) -> list[dict]:
+        return self._fold.feed(parse_log_line(sid, line.decode("utf-8", "replace"), self._mono_offset))
 
     def poll_status(self, sid: int, timeout: float = 1.0) -> NodeStatus | None:
         """mntr + /commands/leader + epoch files; None when the JVM does not answer."""

@@ -177,3 +177,28 @@ def test_without_cap_net_admin_the_run_exits_3_with_one_line_saying_so(tmp_path)
     assert r.returncode == 3
     assert r.stderr.strip().splitlines() == [
         "leader_kill: netns links need root or CAP_NET_ADMIN (to make namespaces, veths and an nft table)"]
+
+
+FOLD_LINES = """\
+2026-11-29 04:13:02,900 INFO [QuorumPeer[myid=1](plain=x)(secure=disabled)] FastLeaderElection - New election. My id = 1, proposed zxid=0x100000020
+2026-11-29 04:13:02,901 DEBUG [QuorumPeer[myid=1](plain=x)(secure=disabled)] FastLeaderElection - Sending Notification: 1 (n.leader), 0x100000020 (n.zxid), 0x2 (n.round), 1 (recipient), 1 (myid), 0x1 (n.peerEpoch) 
+2026-11-29 04:13:02,902 DEBUG [QuorumPeer[myid=1](plain=x)(secure=disabled)] FastLeaderElection - Sending Notification: 1 (n.leader), 0x100000020 (n.zxid), 0x2 (n.round), 2 (recipient), 1 (myid), 0x1 (n.peerEpoch) 
+2026-11-29 04:13:03,117 DEBUG [QuorumPeer[myid=1](plain=x)(secure=disabled)] FastLeaderElection - About to leave FLE instance: leader=2, zxid=0x100000020, my id=1, my state=FOLLOWING
+2026-11-29 04:13:03,118 INFO [QuorumPeer[myid=1](plain=x)(secure=disabled)] Learner - FOLLOWING - LEADER ELECTION TOOK - 219 MS
+"""
+
+
+def test_an_election_logged_on_several_lines_becomes_one_started_and_one_finished_event():
+    from chaos.targets.zookeeper import ElectionFold
+    fold = ElectionFold()
+    evs = [e for line in FOLD_LINES.splitlines() for e in fold.feed(parse_log_line(1, line, 0.0))]
+    assert [e["event"] for e in evs] == ["election_started", "notification_sent", "notification_sent",
+                                        "election_finished"]
+    started, finished = evs[0], evs[-1]
+    # round and peerEpoch come from the broadcast that follows "New election"
+    assert (started["logical_clock"], started["current_epoch"], started["last_zxid"]) == (2, 1, 0x100000020)
+    assert started["vote"] == {"leader": 1, "zxid": 0x100000020, "peer_epoch": 1}
+    assert started["mono_ms"] < evs[1]["mono_ms"]        # keeps the time of "New election"
+    # the leader decided comes from "About to leave FLE instance"
+    assert (finished["leader"], finished["zxid"], finished["duration_ms"]) == (2, 0x100000020, 219)
+    assert "path" not in finished                        # the log never says which path decided

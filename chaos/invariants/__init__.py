@@ -59,10 +59,12 @@ from .votes import vote_backing
 from .rules import vote_rules
 from .lease import leader_lease
 from .links import interposition
+from .writes import zk_log_agreement, zk_no_committed_txn_lost
 
 __all__ = [
     "InvariantResult", "Verdict", "VALID", "INVALID", "UNKNOWN", "DEFAULT_CONVERGENCE_S", "NodeView",
     "Voters", "Context", "Finding", "Check", "Invariant", "INVARIANTS", "invariant",
     "single_leader", "convergence", "out_of_election_join", "leader_validity", "no_committed_txn_lost",
-    "log_agreement", "leader_eligibility", "election_cost", "vote_backing", "vote_rules", "leader_lease", "interposition", "check_all", "overall", "setup_failure",
+    "log_agreement", "leader_eligibility", "election_cost", "vote_backing", "vote_rules", "leader_lease",
+    "interposition", "check_all", "overall", "setup_failure", "zk_no_committed_txn_lost", "zk_log_agreement",
 ]

@@ -166,6 +166,7 @@ class Ensemble:
     txn_interval_ms: int = 100
     protocol: str = "3.8"
     start: tuple[int, ...] | None = None   # sids started at setup; None = every sid
+    target: str | None = None              # what runs it (chaos.targets); the CLI's --target wins
 
     @property
     def initial(self) -> tuple[int, ...]:
@@ -229,7 +230,8 @@ class Ensemble:
                 "tick_time_ms": self.tick_time_ms, "init_limit": self.init_limit,
                 "sync_limit": self.sync_limit, "txn_interval_ms": self.txn_interval_ms,
                 "protocol": self.protocol,
-                "start": list(self.start) if self.start is not None else None}
+                "start": list(self.start) if self.start is not None else None,
+                **({"target": self.target} if self.target else {})}
 
 
 @dataclass(frozen=True, slots=True)
@@ -1274,6 +1276,8 @@ class Plan:
     invariants: tuple[InvariantSpec, ...]
     steps: tuple[Step, ...]
     source_path: str = ""
+    targets: tuple[str, ...] | None = None   # the targets it applies to (None: every one)
+    targets_reason: str = ""                 # why not the others
 
     def invariant(self, name: str) -> InvariantSpec | None:
         return next((i for i in self.invariants if i.name == name), None)
@@ -1284,4 +1288,5 @@ class Plan:
                 "time_limit_s": self.time_limit_s, "source_path": self.source_path,
                 "ensemble": self.ensemble.to_json(),
                 "invariants": [i.to_json() for i in self.invariants],
-                "steps": [s.to_json() for s in self.steps]}
+                "steps": [s.to_json() for s in self.steps],
+                **({"targets": list(self.targets), "targets_reason": self.targets_reason} if self.targets else {})}

@@ -62,7 +62,7 @@ def test_without_remote_addresses_there_is_nothing_to_judge():
 
 def test_netns_interposition_is_not_judged_here():
     b = formed()
-    b.run = dataclasses.replace(b.run, extra={"links": "netns"})
+    b.run = dataclasses.replace(b.run, extra={"links": {"mode": "netns", "subnet": "198.18.3.0/24"}})
     dial(b, 3, 1, "election", "198.18.0.1:2888")
     r = judge(b)
     assert r.verdict == "valid" and "not applicable" in r.message

@@ -394,6 +394,8 @@ EVIDENCE_GAPS: Mapping[str, Mapping[str, str]] = MappingProxyType({
         "out_of_election_join": "ZooKeeper's log does not say whether a join was decided out of election",
         "election_cost": "ZooKeeper logs only the notifications it broadcasts while LOOKING, "
                          "not its replies, so rounds and notification counts are incomplete",
+        "vote_rules": "ZooKeeper's log does not show each notification its election loop consumes "
+                      "next to the sends that answer it, so proposal changes cannot be replayed",
     }),
 })
 """target kind -> invariant -> why that target's journal holds no evidence for it."""

@@ -40,7 +40,7 @@ from typing import Any, Callable, Iterable
 from zkrules.quorum import QuorumVerifier
 from zkrules.vote import Notification, ServerState, make_zxid, zxid_epoch
 
-from .fle import Decided, Effect, EventOut, Send, StateChanged
+from .fle import Decided, Effect, EventOut, FastLeaderElection, Send, StateChanged
 from .sim import LinkFault, LinkKey, SimNode, Simulator
 from .zab_core import EpochAction, ProposalTracker, SyncMode, epoch_to_propose, is_more_recent, \
     learner_epoch_action, plan_sync
@@ -142,8 +142,13 @@ class ZabSim(Simulator):
     def __init__(self, verifier: QuorumVerifier, sids: Iterable[int], *, seed: int, emit: Emit,
                  protocol: str = "3.8", tick_time_ms: float = 200.0, init_limit: int = 10, sync_limit: int = 5,
                  txn_interval_ms: float = 100.0, min_delay_ms: float = 0.2, max_delay_ms: float = 2.0,
-                 max_notification_interval: int = 2000, started: Iterable[int] | None = None) -> None:
+                 max_notification_interval: int = 2000, started: Iterable[int] | None = None,
+                 core_factory: Callable[..., FastLeaderElection] | None = None) -> None:
+        """``core_factory(sid, verifier, **core_args)`` makes each node's FLE core
+        (default ``FastLeaderElection``): the seam a test uses to run a core with
+        a rule changed, without touching the production class."""
         self.emit = emit
+        self.core_factory = core_factory
         self.tick_time_ms = tick_time_ms
         self.logs: dict[int, SimLog] = {sid: SimLog() for sid in sids}
         self.lead: dict[int, _Lead] = {}
@@ -191,6 +196,11 @@ class ZabSim(Simulator):
             self._drop_role(sid, crashed=True)
         self.crash(sid)
         self.dirty.add(sid)
+
+    def _new_core(self, sid: int) -> FastLeaderElection:
+        if self.core_factory is None:
+            return super()._new_core(sid)
+        return self.core_factory(sid, self.verifier, **self._core_args)
 
     def start(self, sids: Iterable[int] | None = None) -> None:  # the Simulator's start: not used here
         raise RuntimeError("ZabSim nodes start through boot()")

@@ -68,13 +68,15 @@ class _Quiet:
 
 def run_sim(plan: Plan, seed: int, *, command: str = "", txn_interval_ms: float | None = None,
             progress: Callable[[str], None] | None = None,
-            wall_clock: Callable[[], float] = time.time) -> SimResult:
+            wall_clock: Callable[[], float] = time.time,
+            core_factory: Callable[..., Any] | None = None) -> SimResult:
+    """``core_factory``: a test's FLE core with a rule changed (:class:`node.sim_zab.ZabSim`)."""
     spec = plan.ensemble
     holder: dict[str, Any] = {}
     journal = MemoryJournal(clock=lambda: holder["world"].now_ms / 1000.0, wall_clock=wall_clock)
     observer_ref: list[SimObserver] = []
     world = build_world(spec, seed ^ NET_SEED_SALT, lambda sid, ev, f: observer_ref[0].event(sid, ev, f),
-                        txn_interval_ms=txn_interval_ms)
+                        txn_interval_ms=txn_interval_ms, core_factory=core_factory)
     holder["world"] = world
     observer = SimObserver(world, journal, spec.sids)
     observer_ref.append(observer)

@@ -75,11 +75,11 @@ def toxic_fault(type: str, attributes: Mapping[str, Any], toxicity: float = 1.0)
 
 
 def build_world(spec: Ensemble, seed: int, emit: Callable[[int, str, dict], None], *,
-                txn_interval_ms: float | None = None) -> ZabSim:
+                txn_interval_ms: float | None = None, core_factory: Callable[..., Any] | None = None) -> ZabSim:
     return ZabSim(spec.quorum(), spec.sids, seed=seed, emit=emit, protocol=spec.protocol,
                   tick_time_ms=spec.tick_time_ms, init_limit=spec.init_limit, sync_limit=spec.sync_limit,
                   txn_interval_ms=spec.txn_interval_ms if txn_interval_ms is None else txn_interval_ms,
-                  started=())
+                  started=(), core_factory=core_factory)
 
 
 class SimTarget:

@@ -18,7 +18,7 @@ from typing import Any, Callable, Iterable
 
 from chaos.journal import JOURNAL_JSON, JOURNAL_JSONL
 from chaos.outcome import InvariantResult
-from chaos.records import SCHEMA_VERSION, Journal, Record, RunFinished, _plain
+from chaos.records import SCHEMA_VERSION, Journal, NodeEvent, Record, RunFinished, Status, _frozen, _plain
 
 __all__ = ["MemoryJournal", "WALL_CLOCK_FIELDS"]
 
@@ -56,6 +56,22 @@ class MemoryJournal:
                              "mono_ms": round(mono_ms, 3), "type": cls.type})
         if type(rec) is not cls or rec.extra:
             raise TypeError(f"record(): bad {cls.__name__} fields {sorted(rec.extra)}")
+        self._records.append(rec)
+        return rec
+
+    def node_event(self, sid: int, event: str, data: dict[str, Any], mono_ms: float) -> NodeEvent:
+        """A ``node_event`` built directly: the simulator's fields are plain JSON already,
+        and this is the bulk of a run's records."""
+        self._seq += 1
+        t = round(mono_ms / 1000.0, 6)
+        rec = NodeEvent(seq=self._seq, t=t, mono_ms=round(mono_ms, 3), sid=sid, event=event, node_ts=t,
+                        data=_frozen(data))
+        self._records.append(rec)
+        return rec
+
+    def status(self, mono_ms: float, **fields: Any) -> Status:
+        self._seq += 1
+        rec = Status(seq=self._seq, t=round(mono_ms / 1000.0, 6), mono_ms=round(mono_ms, 3), **fields)
         self._records.append(rec)
         return rec
 

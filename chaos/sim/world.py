@@ -27,7 +27,7 @@ from typing import Any, Callable, Iterable, Mapping
 from chaos.links import BLACKHOLE, PORTS
 from chaos.observe import NOTIFICATION_EVENTS, NodeStatus, NotificationBudget
 from chaos.plan.model import Ensemble
-from chaos.records import Link, NodeEvent, NotificationsCapped, Status
+from chaos.records import Link, NotificationsCapped
 from node.sim import LinkFault
 from node.sim_zab import SimLog, ZabSim
 from zkrules.vote import ServerState
@@ -248,9 +248,7 @@ class SimObserver:
     def event(self, sid: int, event: str, fields: dict) -> None:
         if event in NOTIFICATION_EVENTS and not self.budget.keep(sid, event):
             return
-        now = self.world.now_ms
-        rec = self.journal.record(NodeEvent, sid=sid, event=event, node_ts=round(now / 1000.0, 6),
-                                  data=fields, mono_ms=now)
+        rec = self.journal.node_event(sid, event, fields, self.world.now_ms)
         if event == "election_started":
             self._capped(self.budget.election_started(sid, rec.seq, fields.get("logical_clock")))
         elif event in ("election_finished", "node_stopping"):
@@ -279,7 +277,7 @@ class SimObserver:
             new = self.status_of(sid)
             old = self._view[sid]
             if old.journal_key() != new.journal_key():
-                self.journal.record(Status, sid=sid, mono_ms=self.world.now_ms, **new.record_fields())
+                self.journal.status(self.world.now_ms, sid=sid, **new.record_fields())
                 self._view[sid] = new
                 self.version += 1
                 if self.on_change is not None:
@@ -318,7 +316,7 @@ class SimObserver:
         self.flush()
         for sid in sids:
             st = self.status_of(sid)
-            self.journal.record(Status, sid=sid, mono_ms=self.world.now_ms, **st.record_fields())
+            self.journal.status(self.world.now_ms, sid=sid, **st.record_fields())
             self._view[sid] = st
         return dict(self._view)
 

@@ -18,9 +18,11 @@ from typing import Any, Callable, Iterable
 
 from chaos.journal import JOURNAL_JSON, JOURNAL_JSONL
 from chaos.outcome import InvariantResult
-from chaos.records import SCHEMA_VERSION, Journal, NodeEvent, Record, RunFinished, Status, _frozen, _plain
+from chaos.records import SCHEMA_VERSION, Journal, NodeEvent, Record, RunFinished, Status, _frozen, _FrozenMap, _plain
 
 __all__ = ["MemoryJournal", "WALL_CLOCK_FIELDS"]
+
+_SCALARS = (int, str, float, bool, type(None))
 
 WALL_CLOCK_FIELDS = ("started_at", "finished_at", "duration_s")
 """``run`` header fields read from the wall clock: the only ones two runs of
@@ -65,7 +67,7 @@ class MemoryJournal:
         self._seq += 1
         t = round(mono_ms / 1000.0, 6)
         rec = NodeEvent(seq=self._seq, t=t, mono_ms=round(mono_ms, 3), sid=sid, event=event, node_ts=t,
-                        data=_frozen(data))
+                        data=_FrozenMap({k: v if type(v) in _SCALARS else _frozen(v) for k, v in data.items()}))
         self._records.append(rec)
         return rec
 

@@ -369,11 +369,17 @@ def baseline(plans, repeat, out, jobs, runs_dir) -> None:
 @click.option("--jobs", type=click.IntRange(1), default=1, help="Worker processes.")
 @click.option("--keep-all", is_flag=True, help="Write every run's directory, not only the failing ones.")
 @click.option("--promote", is_flag=True, help="Also write each invalid run's schedule as a plan for chaos run.")
-def sim(plans, repeat, seed, out, jobs, keep_all, promote) -> None:
+@click.option("--shrink", is_flag=True, help="Shrink the first invalid seeds of each plan (in the simulator).")
+@click.option("--shrink-budget", default="2m", show_default=True, help="Bound for each shrink.")
+def sim(plans, repeat, seed, out, jobs, keep_all, promote, shrink, shrink_budget) -> None:
     """Run PLAN(s) in the deterministic simulator (virtual time, seeded network)."""
     from chaos.sim.command import SimOptions, simulate
+    budget = _seconds(shrink_budget)
+    if budget is None:
+        raise click.UsageError(f"--shrink-budget: expected a duration like 2m, got {shrink_budget!r}")
     opts = SimOptions(paths=plans, repeat=repeat, seed=seed, out=out, jobs=jobs, keep_all=keep_all,
-                      promote=promote, command=" ".join(shlex.quote(a) for a in ["chaos", *sys.argv[1:]]))
+                      promote=promote, shrink=shrink, shrink_budget_s=budget,
+                      command=" ".join(shlex.quote(a) for a in ["chaos", *sys.argv[1:]]))
     sys.exit(simulate(opts, lambda m: click.echo(m)))
 
 

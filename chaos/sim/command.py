@@ -10,7 +10,9 @@ run with ``--keep-all`` — writes ``OUT/<plan>-seed<k>/`` (``journal.json``,
 ``journal.jsonl``, ``report.html``, ``junit.xml``; with ``--promote`` also
 ``promoted.yaml``, the schedule it ran as a plan ``chaos run`` executes);
 a passing one leaves only its count. Per plan one summary line: runs,
-valid/invalid/unknown, runs/s and simulated seconds per second; then the
+valid/invalid/unknown, runs/s and simulated seconds per second (with
+``--shrink``, the first invalid seeds of the plan shrunk as ``chaos shrink``
+does, their candidates run in the simulator: ``minimal.yaml``); then the
 runs index (``OUT/index.html``) over the runs written. Exit codes as
 ``chaos run``: 0 all valid, 1 any invalid, 2 bad plan, 3 unknown.
 """
@@ -32,6 +34,8 @@ __all__ = ["SimOptions", "Outcome", "simulate", "run_dir_for", "DEFAULT_SEED"]
 
 DEFAULT_SEED = 1
 CHUNK = 25
+SHRINK_PER_PLAN = 3
+"""--shrink shrinks at most this many invalid seeds of each plan (the first ones)."""
 
 
 @dataclass
@@ -43,6 +47,8 @@ class SimOptions:
     jobs: int = 1
     keep_all: bool = False
     promote: bool = False
+    shrink: bool = False
+    shrink_budget_s: float = 120.0
     command: str = ""
 
 
@@ -96,6 +102,18 @@ def write_run(journal, run_dir: Path, *, promote: bool = False) -> None:
         write_plan(sched, run_dir / "promoted.yaml", name=f"{j.plan.name}_seed{j.run.seed}",
                    header=[f"Promoted from `chaos sim` seed {j.run.seed} ({j.verdict}): run it for real with",
                            f"  chaos run {run_dir / 'promoted.yaml'}"])
+
+
+def _shrink_some(outcomes: list[Outcome], budget_s: float, echo: Callable[[str], None]) -> None:
+    from chaos.sim.shrink import shrink_seed
+    failing = [o for o in outcomes if o.verdict == Verdict.INVALID.value and o.run_dir][:SHRINK_PER_PLAN]
+    for o in failing:
+        r = shrink_seed(Path(o.run_dir), o.seed, budget_s=budget_s)
+        if r.minimal is not None and r.best is not None:
+            echo(f"    shrunk seed {o.seed}: {r.minimal} ({len(r.best.units())} of {len(r.original.units())} "
+                 f"faults, {len(r.best.steps)} of {len(r.original.steps)} steps, {r.runs} runs)")
+        else:
+            echo(f"    seed {o.seed} not shrunk: {r.outcome}")
 
 
 def _load(paths: Sequence[str], echo: Callable[[str], None]) -> tuple[list[Plan], bool, list[str]]:
@@ -160,6 +178,8 @@ def simulate(opts: SimOptions, echo: Callable[[str], None]) -> int:
                     why = ", ".join(o.invalid) if o.invalid else (o.error or "")
                     echo(f"  {plan.name} seed {o.seed}: {o.verdict.upper()} {why}  -> {o.run_dir}")
                     echo(f"    replay: chaos sim {path} --seed {o.seed} --repeat 1 --keep-all")
+            if opts.shrink:
+                _shrink_some(outcomes, opts.shrink_budget_s, echo)
             virtual = sum(o.virtual_s for o in outcomes)
             echo(f"{plan.name}: {len(outcomes)} runs, {counts['valid']} valid, {counts['invalid']} invalid, "
                  f"{counts['unknown']} unknown; {len(outcomes) / wall:.1f} runs/s, "

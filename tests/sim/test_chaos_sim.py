@@ -162,3 +162,16 @@ def test_a_promoted_schedule_runs_under_chaos_run(tmp_path):
     # The real node has the right tie-break: the schedule runs to its end and is judged.
     assert r.returncode in (0, 1), r.stdout[-2000:] + r.stderr[-2000:]
     assert all(s["ok"] for s in j["records"] if s["type"] == "step_finished" and s["step"] != "final")
+
+
+def test_a_failing_seed_shrinks_in_the_simulator(tmp_path):
+    from chaos.sim.shrink import shrink_seed
+    plan = load_plan(str(PLANS / "leader_kill.yaml"))
+    bad = run_sim(plan, 3, core_factory=InvertedTieBreak)
+    d = tmp_path / "leader_kill-seed3"
+    write_run(bad.journal, d)
+    r = shrink_seed(d, 3, core_factory=InvertedTieBreak)
+    assert r.outcome == "shrunk" and r.minimal is not None
+    assert len(r.best.steps) < len(r.original.steps)
+    again = run_sim(load_plan(str(r.minimal)), 3, core_factory=InvertedTieBreak)
+    assert "leader_validity" in again.invalid

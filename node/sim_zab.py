@@ -104,6 +104,7 @@ class _Learner:
     synced_sent: bool = False                 # TRUNC/DIFF/TXN*/NEWLEADER went out
     newleader_acked: bool = False
     uptodate_sent: bool = False
+    backlog: list[tuple[str, int]] = field(default_factory=list)  # ("p"|"c", zxid) a paused learner reads later
 
 
 @dataclass(eq=False)
@@ -284,8 +285,8 @@ class ZabSim(Simulator):
         """A quorum-port message from a to b arrives (within `limit_ms`, if given)."""
         if not self._on_link:
             return True
-        if self.link_held(a, b, "quorum") or self.link_down(a, b, "quorum"):
-            return False
+        if self.link_held(a, b, "quorum"):
+            return False  # (a `down` acts on the connection: it closes it, see _fault_changed)
         if limit_ms is not None:
             extra = sum(f.latency_ms + f.jitter_ms for f in self.link_faults(a, b, "quorum"))
             if extra >= limit_ms:
@@ -317,6 +318,12 @@ class ZabSim(Simulator):
         if not c[2] and not c[3]:
             self._conns.pop(conn, None)
 
+    def _frozen(self, leader: int, lr: _Learner) -> bool:
+        """The learner is paused behind an open connection: its kernel buffers what comes."""
+        c = self._conns.get(lr.conn)
+        return c is not None and c[2] and self.nodes[lr.sid].alive and self.nodes[lr.sid].paused \
+            and self._passes(leader, lr.sid)
+
     def _active(self, lr: _Learner) -> bool:
         """The learner still runs this connection (it may have closed its end unseen)."""
         c = self._conns.get(lr.conn)
@@ -347,6 +354,21 @@ class ZabSim(Simulator):
     def resume(self, sid: int) -> None:
         super().resume(sid)
         self.dirty.add(sid)
+        f = self.follow.get(sid)
+        ls = self.lead.get(f.leader) if f is not None else None
+        lr = ls.learners.get(sid) if ls is not None else None
+        if lr is None or lr.conn != f.conn or not self._active(lr):
+            return
+        waiting, lr.backlog = lr.backlog, []
+        for kind, z in waiting:  # what the kernel buffered, read in order
+            if kind == "c":
+                self._apply_commit(lr, z)
+                continue
+            llog = self.logs[sid]
+            if z > llog.last_zxid:
+                llog.zxids.append(z)
+            if self._passes(sid, f.leader) and self._running(f.leader):
+                self._commit(f.leader, ls, ls.tracker.ack(sid, z))
 
     # -- roles end --------------------------------------------------------------------
     def _drop_role(self, sid: int, crashed: bool) -> None:
@@ -579,14 +601,20 @@ class ZabSim(Simulator):
             log.committed = max(log.committed, z)
             self.emit(leader, "txn_committed", {"zxid": z})
             for lr in ls.learners.values():
+                if lr.newleader_acked and self._frozen(leader, lr):
+                    lr.backlog.append(("c", z))
+                    continue
                 if not lr.newleader_acked or not self._passes(leader, lr.sid) or not self._active(lr):
                     continue
-                llog = self.logs[lr.sid]
-                if lr.observer and z > llog.last_zxid:
-                    llog.zxids.append(z)
-                if z <= llog.last_zxid:
-                    llog.committed = max(llog.committed, z)
-                    self.emit(lr.sid, "txn_applied", {"zxid": z})
+                self._apply_commit(lr, z)
+
+    def _apply_commit(self, lr: _Learner, z: int) -> None:
+        llog = self.logs[lr.sid]
+        if lr.observer and z > llog.last_zxid:
+            llog.zxids.append(z)
+        if z <= llog.last_zxid:
+            llog.committed = max(llog.committed, z)
+            self.emit(lr.sid, "txn_applied", {"zxid": z})
 
     def _propose(self, leader: int, ls: _Lead) -> None:
         ls.counter += 1
@@ -595,6 +623,9 @@ class ZabSim(Simulator):
         ls.tracker.propose(z, leader)
         for lr in list(ls.learners.values()):
             if lr.observer or not lr.newleader_acked:
+                continue
+            if self._frozen(leader, lr):
+                lr.backlog.append(("p", z))
                 continue
             if not self._passes(leader, lr.sid) or not self._active(lr):
                 continue

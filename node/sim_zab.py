@@ -7,9 +7,12 @@ sync and commit rules. :class:`ZabSim` extends :class:`node.sim.Simulator`
 (the FLE core, the seeded QCM-like network, directed link faults) with the
 broadcast phase of ``node.zab``, driven on a virtual tick and using its rules
 from ``node.zab_core``: ``epoch_to_propose``, ``learner_epoch_action``
-(ACKEPOCH -1 does not count), ``is_more_recent`` (a follower ahead aborts the
-leader), ``plan_sync`` (DIFF/TRUNC), ``ProposalTracker`` (commit in zxid
-order on a voting quorum of cumulative ACKs).
+(ACKEPOCH -1 does not count: ``counted_epoch_acks``), ``learner_ahead`` (a
+follower ahead aborts the leader), ``plan_sync`` and ``sync_frames`` (the
+TRUNC/DIFF/TXN/NEWLEADER a learner gets, applied here as the node's learner
+loop applies them), ``newleader_acks``, ``keeps_quorum`` (the leader's
+periodic check) and ``ProposalTracker`` (commit in zxid order on a voting
+quorum of cumulative ACKs) — the very functions ``node.zab`` calls.
 
 Theory of operation. Quorum-port traffic is message-level on a half tick
 (the leader's PING period): each exchange happens within the tick when the
@@ -42,8 +45,9 @@ from zkrules.vote import Notification, ServerState, make_zxid, zxid_epoch
 
 from .fle import Decided, Effect, EventOut, FastLeaderElection, Send, StateChanged
 from .sim import LinkFault, LinkKey, SimNode, Simulator
-from .zab_core import EpochAction, ProposalTracker, SyncMode, epoch_to_propose, is_more_recent, \
-    learner_epoch_action, plan_sync
+from .zab_core import AckEpoch, Diff, EpochAction, NewLeader, ProposalTracker, SyncMode, Trunc, Txn, \
+    counted_epoch_acks, epoch_to_propose, keeps_quorum, learner_ahead, learner_epoch_action, newleader_acks, \
+    plan_sync, sync_frames, voting_quorum
 
 __all__ = ["ZabSim", "SimLog"]
 
@@ -100,7 +104,7 @@ class _Learner:
     accepted_epoch: int
     conn: int
     last_heard: float
-    ack: tuple[int, int] | None = None        # ACKEPOCH (current_epoch or -1, last_zxid)
+    ack_epoch: AckEpoch | None = None
     synced_sent: bool = False                 # TRUNC/DIFF/TXN*/NEWLEADER went out
     newleader_acked: bool = False
     uptodate_sent: bool = False
@@ -278,8 +282,7 @@ class ZabSim(Simulator):
 
     # -- helpers ----------------------------------------------------------------------
     def _voting_quorum(self, sids: Iterable[int]) -> bool:
-        voters = set(self.verifier.voting_members)
-        return bool(self.verifier.contains_quorum({s for s in sids if s in voters}))
+        return voting_quorum(sids, self.verifier)
 
     def _passes(self, a: int, b: int, limit_ms: float | None = None) -> bool:
         """A quorum-port message from a to b arrives (within `limit_ms`, if given)."""
@@ -472,15 +475,15 @@ class ZabSim(Simulator):
             return
         if action is EpochAction.STORE_AND_ACK:
             log.accepted_epoch = ls.epoch
-            ack = (log.current_epoch, log.last_zxid)
+            ack = AckEpoch(log.current_epoch, log.last_zxid)
         else:
-            ack = (-1, log.last_zxid)
+            ack = AckEpoch(-1, log.last_zxid)
         self.dirty.add(sid)
         if f.conn is not None and self._passes(sid, f.leader):
             if not f.established:
                 self.emit(sid, "connection_opened", {"peer": f.leader, "port": "quorum", "direction": "out",
                                                      "reason": "observer" if f.observer else "follower"})
-            learner.ack = ack
+            learner.ack_epoch = ack
             learner.last_heard = self.now_ms
 
     def _learner_sync(self, leader: int, ls: _Lead, learner: _Learner) -> None:
@@ -492,20 +495,26 @@ class ZabSim(Simulator):
         f = self.follow[sid]
         llog, log = self.logs[leader], self.logs[sid]
         plan = plan_sync(llog.zxids, log.last_zxid)
+        frames = sync_frames(plan, [(z, b"") for z in llog.zxids if z > plan.from_zxid], make_zxid(ls.epoch, 0))
+        # The learner's sync loop (node.zab._learner_run), frame by frame.
         mode, from_zxid = SyncMode.NONE, log.last_zxid
-        if plan.mode is SyncMode.TRUNC:
-            keep = [z for z in log.zxids if z <= plan.trunc_zxid]
-            log.zxids = keep
-            log.committed = min(log.committed, log.last_zxid)
-            mode, from_zxid = SyncMode.TRUNC, log.last_zxid
-        elif plan.to_zxid != plan.from_zxid:
-            mode = SyncMode.DIFF
-        if ls.epoch != log.accepted_epoch:
-            self._learner_lost(sid, "malformed frame from leader",
-                               f"NEWLEADER epoch {ls.epoch} != accepted epoch {log.accepted_epoch}")
-            return
+        pending: list[int] = []
+        for msg in frames:
+            if isinstance(msg, Trunc):
+                log.zxids = [z for z in log.zxids if z <= msg.zxid]
+                log.committed = min(log.committed, log.last_zxid)
+                mode, from_zxid = SyncMode.TRUNC, log.last_zxid
+            elif isinstance(msg, Diff):
+                if mode is not SyncMode.TRUNC and msg.to_zxid != msg.from_zxid:
+                    mode = SyncMode.DIFF
+            elif isinstance(msg, Txn):
+                pending.append(msg.zxid)
+            elif isinstance(msg, NewLeader) and zxid_epoch(msg.zxid) != log.accepted_epoch:
+                self._learner_lost(sid, "malformed frame from leader",
+                                   f"NEWLEADER epoch {zxid_epoch(msg.zxid)} != accepted epoch {log.accepted_epoch}")
+                return
         log.current_epoch = ls.epoch
-        for z in llog.zxids:
+        for z in pending:
             if z > log.last_zxid:
                 log.zxids.append(z)
         f.mode, f.from_zxid, f.to_zxid = mode, from_zxid, log.last_zxid
@@ -555,20 +564,19 @@ class ZabSim(Simulator):
             ls.phase_since = self.now_ms
             self.dirty.add(sid)
         for lr in list(ls.learners.values()):
-            if lr.ack is None and self._active(lr):
+            if lr.ack_epoch is None and self._active(lr):
                 self._learner_epoch(lr.sid, ls, lr)
             if sid not in self.lead:
                 return
         if not ls.established:
-            acked = {sid} | {lr.sid for lr in self._live_voters(ls) if lr.ack is not None and lr.ack[0] != -1}
-            if not self._voting_quorum(acked):
+            if not self._voting_quorum(counted_epoch_acks(sid, self._live_voters(ls))):
                 return
-            for lr in self._live_voters(ls):
-                if lr.ack is not None and lr.ack[0] != -1 and is_more_recent(
-                        lr.ack[0], lr.ack[1], log.current_epoch, log.last_zxid):
-                    self._leader_gave_up(sid, FOLLOWER_AHEAD, f"follower {lr.sid} is ahead: "
-                                         f"epoch {lr.ack[0]} zxid {lr.ack[1]:#x}")
-                    return
+            ahead = learner_ahead(self._live_voters(ls), log.current_epoch, log.last_zxid)
+            if ahead is not None:
+                a = ahead.ack_epoch
+                self._leader_gave_up(sid, FOLLOWER_AHEAD, f"follower {ahead.sid} is ahead: "
+                                     f"epoch {a.current_epoch} zxid {a.last_zxid:#x}")
+                return
             log.current_epoch = ls.epoch
             ls.established = True
             ls.phase_since = self.now_ms
@@ -579,11 +587,10 @@ class ZabSim(Simulator):
             node.core.update_election_vote(ls.epoch)
             self.dirty.add(sid)
         for lr in list(ls.learners.values()):
-            if lr.ack is not None and not lr.synced_sent and self._active(lr):
+            if lr.ack_epoch is not None and not lr.synced_sent and self._active(lr):
                 self._learner_sync(sid, ls, lr)
         if not ls.synced:
-            synced = {sid} | {lr.sid for lr in self._live_voters(ls) if lr.newleader_acked}
-            if not self._voting_quorum(synced):
+            if not self._voting_quorum(newleader_acks(sid, self._live_voters(ls))):
                 return
             log.committed = log.last_zxid
             ls.synced = True
@@ -663,9 +670,9 @@ class ZabSim(Simulator):
             return
         ls.half += 1
         if ls.half % 2 == 0:
-            alive = {sid} | {lr.sid for lr in self._live_voters(ls)
-                             if lr.newleader_acked and self.now_ms - lr.last_heard <= self.sync_limit_ms}
-            if not self._voting_quorum(alive):
+            leads, alive = keeps_quorum(sid, list(ls.learners.values()), self.now_ms, self.sync_limit_ms,
+                                        self.verifier)
+            if not leads:
                 self._leader_gave_up(sid, QUORUM_LOST, "Not sufficient followers synced, only synced with sids: "
                                                        f"{sorted(alive)}")
                 return

@@ -79,8 +79,8 @@ from node.storage import Storage, epoch_of, make_zxid
 from node.zab_core import (
     Ack, AckEpoch, Commit, Diff, FollowerInfo, FrameDecoder, Inform, LeaderInfo,
     EpochAction, LearnerType, Message, NewLeader, Ping, Proposal, ProposalTracker, SyncMode,
-    Trunc, Txn, UpToDate, ZabProtocolError, encode, epoch_to_propose, is_more_recent,
-    learner_epoch_action, plan_sync,
+    Trunc, Txn, UpToDate, ZabProtocolError, counted_epoch_acks, encode, epoch_to_propose, keeps_quorum,
+    learner_ahead, learner_epoch_action, newleader_acks, plan_sync, sync_frames, voting_quorum,
 )
 
 __all__ = [
@@ -241,7 +241,7 @@ class Broadcast:
         return set(self.settings.verifier.voting_members)
 
     def _quorum(self, sids: set[int]) -> bool:
-        return bool(self.settings.verifier.contains_quorum(sids & self._voters()))
+        return voting_quorum(sids, self.settings.verifier)
 
     def _established(self, epoch: int) -> None:
         self._emit("epoch_established", {"epoch": epoch, "role": self.role,
@@ -362,24 +362,22 @@ class Broadcast:
         ls.changed.set()
 
         def acked() -> set[int]:
-            return {me} | {l.sid for l in self._live_voters(ls)
-                           if l.ack_epoch is not None and l.ack_epoch.current_epoch != -1}
+            return counted_epoch_acks(me, self._live_voters(ls))
         if not await self._wait_until(ls, lambda: self._quorum(acked()), self._clock() + init_s):
             return self._gave_up(REASON_NO_EPOCH_QUORUM, "no voting quorum of ACKEPOCH within "
                                  f"initLimit; acked {sorted(acked())}")
-        for l in self._live_voters(ls):
-            a = l.ack_epoch
-            if a is not None and a.current_epoch != -1 and is_more_recent(
-                    a.current_epoch, a.last_zxid, st.current_epoch, st.last_zxid):
-                return self._gave_up(REASON_FOLLOWER_AHEAD, f"follower {l.sid} is ahead: "
-                                     f"epoch {a.current_epoch} zxid {a.last_zxid:#x}")
+        ahead = learner_ahead(self._live_voters(ls), st.current_epoch, st.last_zxid)
+        if ahead is not None:
+            a = ahead.ack_epoch
+            return self._gave_up(REASON_FOLLOWER_AHEAD, f"follower {ahead.sid} is ahead: "
+                                 f"epoch {a.current_epoch} zxid {a.last_zxid:#x}")
         st.set_current_epoch(epoch)
         self._established(epoch)
         ls.established.set()
 
         # Synchronisation: a voting quorum must ACK NEWLEADER.
         def synced_voters() -> set[int]:
-            return {me} | {l.sid for l in self._live_voters(ls) if l.newleader_acked}
+            return newleader_acks(me, self._live_voters(ls))
         if not await self._wait_until(ls, lambda: self._quorum(synced_voters()),
                                       self._clock() + init_s):
             return self._gave_up(REASON_NO_EPOCH_QUORUM, "no voting quorum acked NEWLEADER within "
@@ -414,10 +412,9 @@ class Broadcast:
             half += 1
             if half % 2:
                 continue
-            now = self._clock()
-            alive = {me} | {l.sid for l in self._live_voters(ls)
-                            if l.newleader_acked and now - l.last_heard <= sync_s}
-            if not self._quorum(alive):
+            open_ = [l for l in ls.learners.values() if not l.conn.closed]
+            leads, alive = keeps_quorum(me, open_, self._clock(), sync_s, self.settings.verifier)
+            if not leads:
                 self._emit("quorum_lost", {"reason": "Not sufficient followers synced, only synced with sids: "
                                                      f"{sorted(alive)}"})
                 return REASON_QUORUM_LOST
@@ -536,13 +533,9 @@ class Broadcast:
         # No await between planning, sending the history and joining the
         # forwarding set: proposals made later follow the history in order.
         plan = plan_sync(st.zxids(), msg.last_zxid)
-        if plan.mode is SyncMode.TRUNC:
-            conn.send(Trunc(plan.trunc_zxid))
-        conn.send(Diff(plan.from_zxid, plan.to_zxid))
-        for z, p in st.entries_after(plan.from_zxid):
-            conn.send(Txn(z, p))
         newleader_zxid = make_zxid(ls.epoch, 0)
-        conn.send(NewLeader(newleader_zxid))
+        for frame in sync_frames(plan, list(st.entries_after(plan.from_zxid)), newleader_zxid):
+            conn.send(frame)
         learner.forwarding = True
 
         while True:

@@ -1,8 +1,14 @@
-"""Sans-I/O parts of the broadcast phase: wire codec and the leader's bookkeeping.
+"""Sans-I/O parts of the broadcast phase: wire codec, the leader's bookkeeping and rules.
 
 The asyncio shell (`node.zab`) owns sockets, timers and the disk; everything
 here is a pure function of its inputs so it can be tested table-driven. The
 protocol itself (message sequence, timing) is described in `node.zab`.
+
+The rules a leader and a learner decide by — the epoch to propose, what a
+learner does with LEADERINFO, which ACKEPOCHs count, when a follower is ahead,
+the sync frames, who counts as synced and alive — live here, and both the
+asyncio shell and the simulator (`node.sim_zab`) call them, so a bug in one of
+them is the same bug in simulation and in real processes.
 
 Frame: int32 length (1..MAX_FRAME) then a body whose first byte is the
 message type. Integers are big-endian; zxids and epochs are int64.
@@ -14,7 +20,7 @@ import enum
 import struct
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Callable, Iterable, Union
+from typing import Any, Callable, Iterable, Protocol, Sequence, Union
 
 from node.codec import FrameDecoder as _ElectionFrameDecoder
 from node.codec import ProtocolError
@@ -50,6 +56,14 @@ __all__ = [
     "epoch_to_propose",
     "learner_epoch_action",
     "is_more_recent",
+    "LearnerView",
+    "voting_quorum",
+    "counted_epoch_acks",
+    "learner_ahead",
+    "newleader_acks",
+    "synced_and_heard",
+    "keeps_quorum",
+    "sync_frames",
 ]
 
 MAX_FRAME = (1 << 20) + 64
@@ -384,3 +398,66 @@ class ProposalTracker:
             del self.outstanding[z]
             done.append(z)
         return done
+
+
+# ---- the leader's rules (shared by node.zab and node.sim_zab) -----------------
+
+class LearnerView(Protocol):
+    """What the rules read of one learner connection at the leader."""
+
+    sid: int
+    observer: bool
+    last_heard: float
+    ack_epoch: AckEpoch | None
+    newleader_acked: bool
+
+
+def voting_quorum(sids: Iterable[int], verifier: Any) -> bool:
+    """Do the voters among `sids` form a quorum (observers and strangers never count)?"""
+    return bool(verifier.contains_quorum(set(sids) & set(verifier.voting_members)))
+
+
+def counted_epoch_acks(me: int, learners: Iterable[LearnerView]) -> set[int]:
+    """The leader plus every voter whose ACKEPOCH counts: -1 (epoch accepted before) does not."""
+    return {me} | {l.sid for l in learners
+                   if not l.observer and l.ack_epoch is not None and l.ack_epoch.current_epoch != -1}
+
+
+def learner_ahead(learners: Iterable[LearnerView], current_epoch: int, last_zxid: int) -> LearnerView | None:
+    """A voter whose counted ACKEPOCH is more recent than the leader: the leader must abort."""
+    for l in learners:
+        a = l.ack_epoch
+        if not l.observer and a is not None and a.current_epoch != -1 and is_more_recent(
+                a.current_epoch, a.last_zxid, current_epoch, last_zxid):
+            return l
+    return None
+
+
+def newleader_acks(me: int, learners: Iterable[LearnerView]) -> set[int]:
+    return {me} | {l.sid for l in learners if not l.observer and l.newleader_acked}
+
+
+def synced_and_heard(me: int, learners: Iterable[LearnerView], now: float, sync_limit: float) -> set[int]:
+    """The leader plus voters that ACKed NEWLEADER and were heard within syncLimit
+    (`now` and `sync_limit` in one unit): an open connection alone proves nothing."""
+    return {me} | {l.sid for l in learners
+                   if not l.observer and l.newleader_acked and now - l.last_heard <= sync_limit}
+
+
+def keeps_quorum(me: int, learners: Iterable[LearnerView], now: float, sync_limit: float,
+                 verifier: Any) -> tuple[bool, set[int]]:
+    """The leader's periodic check (ZooKeeper's synced()): does it still lead a quorum?"""
+    alive = synced_and_heard(me, learners, now, sync_limit)
+    return voting_quorum(alive, verifier), alive
+
+
+def sync_frames(plan: SyncPlan, entries: Sequence[tuple[int, bytes]], newleader_zxid: int) -> list["Message"]:
+    """What the leader sends a learner after its ACKEPOCH: [TRUNC] DIFF TXN* NEWLEADER.
+    `entries` are the leader's (zxid, payload) after `plan.from_zxid`."""
+    out: list[Message] = []
+    if plan.mode is SyncMode.TRUNC:
+        out.append(Trunc(plan.trunc_zxid))
+    out.append(Diff(plan.from_zxid, plan.to_zxid))
+    out.extend(Txn(z, p) for z, p in entries)
+    out.append(NewLeader(newleader_zxid))
+    return out

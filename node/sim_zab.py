@@ -46,8 +46,8 @@ from zkrules.vote import Notification, ServerState, make_zxid, zxid_epoch
 from .fle import Decided, Effect, EventOut, FastLeaderElection, Send, StateChanged
 from .sim import LinkFault, LinkKey, SimNode, Simulator
 from .zab_core import AckEpoch, Diff, EpochAction, NewLeader, ProposalTracker, SyncMode, Trunc, Txn, \
-    counted_epoch_acks, epoch_to_propose, keeps_quorum, learner_ahead, learner_epoch_action, newleader_acks, \
-    plan_sync, sync_frames, voting_quorum
+    counted_epoch_acks, epoch_to_propose, keeps_quorum, learner_ahead, learner_epoch_action, learner_read_timeout, \
+    newleader_acks, plan_sync, sync_frames, voting_quorum
 
 __all__ = ["ZabSim", "SimLog"]
 
@@ -657,8 +657,10 @@ class ZabSim(Simulator):
         for lr in list(ls.learners.values()):
             if self._active(lr) and self._passes(lr.sid, sid, self.sync_limit_ms):
                 lr.last_heard = self.now_ms
-            elif self.now_ms - lr.last_heard > (self.sync_limit_ms if lr.newleader_acked else self.init_limit_ms):
-                self._close_conn(lr.conn, learner_sees=False, leader_sees=True, reason="learner silent")
+            else:
+                limit = learner_read_timeout(lr.newleader_acked, self.init_limit_ms, self.sync_limit_ms)
+                if limit is not None and self.now_ms - lr.last_heard > limit:
+                    self._close_conn(lr.conn, learner_sees=False, leader_sees=True, reason="learner silent")
         self._lead_progress(sid)
         if sid not in self.lead:
             return

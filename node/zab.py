@@ -80,7 +80,7 @@ from node.zab_core import (
     Ack, AckEpoch, Commit, Diff, FollowerInfo, FrameDecoder, Inform, LeaderInfo,
     EpochAction, LearnerType, Message, NewLeader, Ping, Proposal, ProposalTracker, SyncMode,
     Trunc, Txn, UpToDate, ZabProtocolError, counted_epoch_acks, encode, epoch_to_propose, keeps_quorum,
-    learner_ahead, learner_epoch_action, newleader_acks, plan_sync, sync_frames, voting_quorum,
+    learner_ahead, learner_read_timeout, learner_epoch_action, newleader_acks, plan_sync, sync_frames, voting_quorum,
 )
 
 __all__ = [
@@ -539,7 +539,7 @@ class Broadcast:
         learner.forwarding = True
 
         while True:
-            msg = await conn.recv(sync_s if learner.newleader_acked else init_s)
+            msg = await conn.recv(learner_read_timeout(learner.newleader_acked, init_s, sync_s))
             learner.last_heard = self._clock()
             if isinstance(msg, Ack):
                 if not learner.newleader_acked and msg.zxid == newleader_zxid:

@@ -63,6 +63,7 @@ __all__ = [
     "newleader_acks",
     "synced_and_heard",
     "keeps_quorum",
+    "learner_read_timeout",
     "sync_frames",
 ]
 
@@ -442,6 +443,13 @@ def synced_and_heard(me: int, learners: Iterable[LearnerView], now: float, sync_
     (`now` and `sync_limit` in one unit): an open connection alone proves nothing."""
     return {me} | {l.sid for l in learners
                    if not l.observer and l.newleader_acked and now - l.last_heard <= sync_limit}
+
+
+def learner_read_timeout(newleader_acked: bool, init_limit: float, sync_limit: float) -> float | None:
+    """How long the leader waits for a learner's next message (ZooKeeper's
+    LearnerHandler socket timeout): initLimit until it ACKed NEWLEADER, then
+    syncLimit; past it the learner is dropped. None: wait for ever."""
+    return sync_limit if newleader_acked else init_limit
 
 
 def keeps_quorum(me: int, learners: Iterable[LearnerView], now: float, sync_limit: float,

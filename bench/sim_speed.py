@@ -31,17 +31,19 @@ from chaos.sim.runner import run_sim  # noqa: E402
 def one_core(seconds: float) -> tuple[int, float, dict]:
     plan = load_plan(str(ROOT / "plans" / "leader_kill.yaml"))
     verdicts: dict[str, int] = {}
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     n = 0
     while time.perf_counter() - t0 < seconds:
         n += 1
         r = run_sim(plan, n)
         verdicts[r.verdict] = verdicts.get(r.verdict, 0) + 1
+    verdicts["cpu_s"] = round(time.process_time() - c0, 2)
     return n, time.perf_counter() - t0, verdicts
 
 
 def _plan_seeds(args: tuple[str, int, int]) -> tuple[str, int, dict, float]:
     path, first, n = args
+    c0 = time.process_time()
     plan = load_plan(path)
     verdicts: dict[str, int] = {}
     virtual = 0.0
@@ -49,6 +51,7 @@ def _plan_seeds(args: tuple[str, int, int]) -> tuple[str, int, dict, float]:
         r = run_sim(plan, seed)
         verdicts[r.verdict] = verdicts.get(r.verdict, 0) + 1
         virtual += r.virtual_s
+    verdicts["cpu_s"] = time.process_time() - c0
     return plan.name, n, verdicts, virtual
 
 
@@ -68,6 +71,7 @@ def suite(seeds: int, jobs: int) -> None:
             for v, c in verdicts.items():
                 t[v] = t.get(v, 0) + c
     wall = time.perf_counter() - t0
+    cpu = sum(t.get("cpu_s", 0.0) for t in totals.values())
     for name, t in sorted(totals.items()):
         print(f"  {name}: {t['runs']} runs, valid {t.get('valid', 0)}, invalid {t.get('invalid', 0)}, "
               f"unknown {t.get('unknown', 0)}, {t['virtual']:.0f} simulated s")
@@ -76,7 +80,9 @@ def suite(seeds: int, jobs: int) -> None:
           f"in {wall:.1f} s ({runs / wall:.1f} runs/s); skipped {[Path(s).name for s in skipped]}")
     est = wall * 1000 / seeds
     how = "measured" if seeds >= 1000 else f"extrapolated linearly from {seeds} seeds"
-    print(f"x1000 seeds: {est / 60:.1f} min ({how}); target < 15 min")
+    print(f"x1000 seeds: {est / 60:.1f} min wall at this load ({how}); target < 15 min")
+    print(f"  CPU: {cpu:.0f} s for {runs} runs ({1000 * cpu / runs:.0f} ms a run); on {jobs} otherwise idle cores "
+          f"x1000 seeds would take {cpu * 1000 / seeds / jobs / 60:.1f} min")
 
 
 def main() -> None:
@@ -88,8 +94,9 @@ def main() -> None:
     a = ap.parse_args()
     print(f"load: {os.getloadavg()}")
     n, wall, verdicts = one_core(a.seconds)
-    print(f"leader_kill on one core: {n} runs in {wall:.1f} s = {60 * n / wall:.0f} runs/min "
-          f"(target >= 1000); verdicts {verdicts}")
+    cpu = verdicts.pop("cpu_s")
+    print(f"leader_kill on one core: {n} runs in {wall:.1f} s = {60 * n / wall:.0f} runs/min wall "
+          f"(target >= 1000), {60 * n / cpu:.0f} runs per CPU-minute; verdicts {verdicts}")
     if not a.skip_suite:
         suite(a.seeds, a.jobs)
 

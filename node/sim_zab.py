@@ -10,7 +10,7 @@ from ``node.zab_core``: ``epoch_to_propose``, ``learner_epoch_action``
 (ACKEPOCH -1 does not count: ``counted_epoch_acks``), ``learner_ahead`` (a
 follower ahead aborts the leader), ``plan_sync`` and ``sync_frames`` (the
 TRUNC/DIFF/TXN/NEWLEADER a learner gets, applied here as the node's learner
-loop applies them), ``newleader_acks``, ``keeps_quorum`` (the leader's
+loop applies them: ``LearnerSync``), ``newleader_acks``, ``keeps_quorum`` (the leader's
 periodic check) and ``ProposalTracker`` (commit in zxid order on a voting
 quorum of cumulative ACKs) — the very functions ``node.zab`` calls.
 
@@ -45,7 +45,7 @@ from zkrules.vote import Notification, ServerState, make_zxid, zxid_epoch
 
 from .fle import Decided, Effect, EventOut, FastLeaderElection, Send, StateChanged
 from .sim import LinkFault, LinkKey, SimNode, Simulator
-from .zab_core import AckEpoch, Diff, EpochAction, NewLeader, ProposalTracker, SyncMode, Trunc, Txn, \
+from .zab_core import AckEpoch, EpochAction, LearnerSync, ProposalTracker, SyncMode, ZabProtocolError, \
     counted_epoch_acks, epoch_to_propose, keeps_quorum, learner_ahead, learner_epoch_action, learner_read_timeout, \
     newleader_acks, plan_sync, sync_frames, voting_quorum
 
@@ -497,26 +497,22 @@ class ZabSim(Simulator):
         plan = plan_sync(llog.zxids, log.last_zxid)
         frames = sync_frames(plan, [(z, b"") for z in llog.zxids if z > plan.from_zxid], make_zxid(ls.epoch, 0))
         # The learner's sync loop (node.zab._learner_run), frame by frame.
-        mode, from_zxid = SyncMode.NONE, log.last_zxid
-        pending: list[int] = []
+        sync = LearnerSync(log.last_zxid)
         for msg in frames:
-            if isinstance(msg, Trunc):
-                log.zxids = [z for z in log.zxids if z <= msg.zxid]
+            trunc = sync.feed(msg)
+            if trunc is not None:
+                log.zxids = [z for z in log.zxids if z <= trunc.zxid]
                 log.committed = min(log.committed, log.last_zxid)
-                mode, from_zxid = SyncMode.TRUNC, log.last_zxid
-            elif isinstance(msg, Diff):
-                if mode is not SyncMode.TRUNC and msg.to_zxid != msg.from_zxid:
-                    mode = SyncMode.DIFF
-            elif isinstance(msg, Txn):
-                pending.append(msg.zxid)
-            elif isinstance(msg, NewLeader) and zxid_epoch(msg.zxid) != log.accepted_epoch:
-                self._learner_lost(sid, "malformed frame from leader",
-                                   f"NEWLEADER epoch {zxid_epoch(msg.zxid)} != accepted epoch {log.accepted_epoch}")
-                return
-        log.current_epoch = ls.epoch
-        for z in pending:
-            if z > log.last_zxid:
-                log.zxids.append(z)
+                sync.truncated(log.last_zxid)
+        try:
+            log.current_epoch = sync.epoch(log.accepted_epoch)
+        except ZabProtocolError as e:
+            self._learner_lost(sid, "malformed frame from leader", str(e))
+            return
+        for t in sync.pending:
+            if t.zxid > log.last_zxid:
+                log.zxids.append(t.zxid)
+        mode, from_zxid = sync.mode, sync.from_zxid
         f.mode, f.from_zxid, f.to_zxid = mode, from_zxid, log.last_zxid
         f.established = True
         node = self.nodes[sid]

@@ -77,10 +77,10 @@ from typing import Any, Callable
 
 from node.storage import Storage, epoch_of, make_zxid
 from node.zab_core import (
-    Ack, AckEpoch, Commit, Diff, FollowerInfo, FrameDecoder, Inform, LeaderInfo,
-    EpochAction, LearnerType, Message, NewLeader, Ping, Proposal, ProposalTracker, SyncMode,
-    Trunc, Txn, UpToDate, ZabProtocolError, counted_epoch_acks, encode, epoch_to_propose, keeps_quorum,
-    learner_ahead, learner_read_timeout, learner_epoch_action, newleader_acks, plan_sync, sync_frames, voting_quorum,
+    Ack, AckEpoch, Commit, EpochAction, FollowerInfo, FrameDecoder, Inform, LeaderInfo, LearnerSync, LearnerType,
+    Message, Ping, Proposal, ProposalTracker, UpToDate, ZabProtocolError, counted_epoch_acks, encode,
+    epoch_to_propose, keeps_quorum, learner_ahead, learner_epoch_action, learner_read_timeout, newleader_acks,
+    plan_sync, sync_frames, voting_quorum,
 )
 
 __all__ = [
@@ -651,35 +651,21 @@ class Broadcast:
             return self._lost(REASON_EPOCH_OLDER,
                               f"leader proposed epoch {li.epoch} < accepted epoch {st.accepted_epoch}")
 
-        mode, from_zxid, to_zxid = SyncMode.NONE, st.last_zxid, st.last_zxid
-        pending: list[Txn] = []
-        while True:
-            msg = await conn.recv(init_s)
-            if isinstance(msg, Trunc):
-                st.truncate_after(msg.zxid)
-                mode, from_zxid = SyncMode.TRUNC, st.last_zxid
-            elif isinstance(msg, Diff):
-                if mode is not SyncMode.TRUNC and msg.to_zxid != msg.from_zxid:
-                    mode = SyncMode.DIFF
-                to_zxid = msg.to_zxid
-            elif isinstance(msg, Txn):
-                pending.append(msg)
-            elif isinstance(msg, NewLeader):
-                break
-            elif isinstance(msg, Ping):
-                pass
-            else:
-                raise ZabProtocolError(f"unexpected {type(msg).__name__} during sync")
-        epoch = epoch_of(msg.zxid)
-        if epoch != st.accepted_epoch:
-            raise ZabProtocolError(f"NEWLEADER epoch {epoch} != accepted epoch {st.accepted_epoch}")
+        sync = LearnerSync(st.last_zxid)
+        while not sync.done:
+            trunc = sync.feed(await conn.recv(init_s))
+            if trunc is not None:
+                st.truncate_after(trunc.zxid)
+                sync.truncated(st.last_zxid)
+        msg = sync.newleader
+        epoch = sync.epoch(st.accepted_epoch)
         # currentEpoch first, then the history (ZooKeeper 3.8's order): a crash in
         # between leaves txns of an epoch we have not yet declared nowhere.
         st.set_current_epoch(epoch)
-        for t in pending:
+        for t in sync.pending:
             if t.zxid > st.last_zxid:
                 st.append(t.zxid, t.payload)
-        to_zxid = st.last_zxid
+        mode, from_zxid, to_zxid = sync.mode, sync.from_zxid, st.last_zxid
         self._established(epoch)
         conn.send(Ack(msg.zxid))
         if epoch_of(st.last_zxid) == epoch:

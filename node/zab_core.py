@@ -65,6 +65,7 @@ __all__ = [
     "keeps_quorum",
     "learner_read_timeout",
     "sync_frames",
+    "LearnerSync",
 ]
 
 MAX_FRAME = (1 << 20) + 64
@@ -469,3 +470,53 @@ def sync_frames(plan: SyncPlan, entries: Sequence[tuple[int, bytes]], newleader_
     out.extend(Txn(z, p) for z, p in entries)
     out.append(NewLeader(newleader_zxid))
     return out
+
+
+@dataclass
+class LearnerSync:
+    """A learner's sync phase, fed the leader's frames in order: [TRUNC] DIFF TXN* NEWLEADER.
+
+    :meth:`feed` returns the TRUNC the caller must apply to its log at once
+    (then :meth:`truncated` with the new last zxid); after NEWLEADER, ``done``
+    holds, :meth:`epoch` checks it against the acceptedEpoch, and the caller
+    stores currentEpoch first, then appends ``pending`` (ZooKeeper 3.8's order).
+    """
+
+    last_zxid: int
+    mode: SyncMode = SyncMode.NONE
+    from_zxid: int = -1
+    pending: list[Txn] = field(default_factory=list)
+    newleader: NewLeader | None = None
+
+    def __post_init__(self) -> None:
+        if self.from_zxid < 0:
+            self.from_zxid = self.last_zxid
+
+    @property
+    def done(self) -> bool:
+        return self.newleader is not None
+
+    def feed(self, msg: "Message") -> Trunc | None:
+        if isinstance(msg, Trunc):
+            return msg
+        if isinstance(msg, Diff):
+            if self.mode is not SyncMode.TRUNC and msg.to_zxid != msg.from_zxid:
+                self.mode = SyncMode.DIFF
+        elif isinstance(msg, Txn):
+            self.pending.append(msg)
+        elif isinstance(msg, NewLeader):
+            self.newleader = msg
+        elif not isinstance(msg, Ping):
+            raise ZabProtocolError(f"unexpected {type(msg).__name__} during sync")
+        return None
+
+    def truncated(self, last_zxid: int) -> None:
+        self.mode, self.from_zxid, self.last_zxid = SyncMode.TRUNC, last_zxid, last_zxid
+
+    def epoch(self, accepted_epoch: int) -> int:
+        """NEWLEADER's epoch, which must be the one this learner accepted."""
+        assert self.newleader is not None
+        epoch = self.newleader.zxid >> 32
+        if epoch != accepted_epoch:
+            raise ZabProtocolError(f"NEWLEADER epoch {epoch} != accepted epoch {accepted_epoch}")
+        return epoch

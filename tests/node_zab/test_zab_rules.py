@@ -59,3 +59,24 @@ def test_sync_frames_send_trunc_only_when_the_plan_truncates():
 def test_the_leader_waits_init_limit_for_a_learner_then_sync_limit():
     assert learner_read_timeout(False, 2.0, 1.0) == 2.0
     assert learner_read_timeout(True, 2.0, 1.0) == 1.0
+
+
+def test_learner_sync_truncates_then_takes_the_diff_and_checks_the_newleader_epoch():
+    import pytest
+
+    from node.zab_core import LearnerSync, ZabProtocolError
+    s = LearnerSync(last_zxid=(1 << 32) | 9)
+    assert s.feed(Trunc((1 << 32) | 5)) == Trunc((1 << 32) | 5)
+    s.truncated((1 << 32) | 5)
+    for m in (Diff((1 << 32) | 5, (2 << 32) | 1), Txn((2 << 32) | 1, b"x"), NewLeader(3 << 32)):
+        assert s.feed(m) is None
+    assert s.done and s.mode is SyncMode.TRUNC and s.from_zxid == (1 << 32) | 5
+    assert [t.zxid for t in s.pending] == [(2 << 32) | 1]
+    assert s.epoch(3) == 3
+    with pytest.raises(ZabProtocolError):
+        s.epoch(4)
+    d = LearnerSync(last_zxid=5)
+    d.feed(Diff(5, 7))
+    assert d.mode is SyncMode.DIFF
+    with pytest.raises(ZabProtocolError):
+        d.feed(AckEpoch(1, 1))

@@ -45,9 +45,10 @@ from zkrules.vote import Notification, ServerState, make_zxid, zxid_epoch
 
 from .fle import Decided, Effect, EventOut, FastLeaderElection, Send, StateChanged
 from .sim import LinkFault, LinkKey, SimNode, Simulator
-from .zab_core import AckEpoch, EpochAction, LearnerSync, ProposalTracker, SyncMode, ZabProtocolError, \
-    counted_epoch_acks, epoch_to_propose, keeps_quorum, learner_ahead, learner_epoch_action, learner_read_timeout, \
-    newleader_acks, plan_sync, sync_frames, voting_quorum
+from .zab_core import (AckEpoch, EpochAction, LearnerSync, ProposalTracker, SyncMode, ZabProtocolError,
+                       counted_epoch_acks, epoch_to_propose, keeps_quorum, leader_read_timeout, learner_ahead,
+                       learner_epoch_action, learner_read_timeout, newleader_acks, plan_sync, sync_frames,
+                       voting_quorum)
 
 __all__ = ["ZabSim", "SimLog"]
 
@@ -683,7 +684,7 @@ class ZabSim(Simulator):
             self._try_connect(sid)
             return
         lead = self.lead.get(f.leader)
-        limit = self.sync_limit_ms if f.synced else self.init_limit_ms
+        limit = leader_read_timeout(f.synced, self.init_limit_ms, self.sync_limit_ms)
         c = self._conns.get(f.conn)
         if (lead is not None and self._running(f.leader) and self._passes(f.leader, sid, limit)
                 and c is not None and c[3]):

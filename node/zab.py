@@ -79,8 +79,8 @@ from node.storage import Storage, epoch_of, make_zxid
 from node.zab_core import (
     Ack, AckEpoch, Commit, EpochAction, FollowerInfo, FrameDecoder, Inform, LeaderInfo, LearnerSync, LearnerType,
     Message, Ping, Proposal, ProposalTracker, UpToDate, ZabProtocolError, counted_epoch_acks, encode,
-    epoch_to_propose, keeps_quorum, learner_ahead, learner_epoch_action, learner_read_timeout, newleader_acks,
-    plan_sync, sync_frames, voting_quorum,
+    epoch_to_propose, keeps_quorum, leader_read_timeout, learner_ahead, learner_epoch_action, learner_read_timeout,
+    newleader_acks, plan_sync, sync_frames, voting_quorum,
 )
 
 __all__ = [
@@ -673,7 +673,7 @@ class Broadcast:
 
         while True:
             # initLimit until UPTODATE: the leader only starts pinging once a quorum synced
-            msg = await conn.recv(sync_s if self.synced else init_s)
+            msg = await conn.recv(leader_read_timeout(self.synced, init_s, sync_s))
             if isinstance(msg, Ping):
                 conn.send(Ping())
             elif isinstance(msg, Proposal):

@@ -64,6 +64,7 @@ __all__ = [
     "synced_and_heard",
     "keeps_quorum",
     "learner_read_timeout",
+    "leader_read_timeout",
     "sync_frames",
     "LearnerSync",
 ]
@@ -451,6 +452,12 @@ def learner_read_timeout(newleader_acked: bool, init_limit: float, sync_limit: f
     LearnerHandler socket timeout): initLimit until it ACKed NEWLEADER, then
     syncLimit; past it the learner is dropped. None: wait for ever."""
     return sync_limit if newleader_acked else init_limit
+
+
+def leader_read_timeout(synced: bool, init_limit: float, sync_limit: float) -> float:
+    """How long a learner waits for its leader's next message: initLimit until
+    UPTODATE (the leader pings only once a quorum synced), then syncLimit."""
+    return sync_limit if synced else init_limit
 
 
 def keeps_quorum(me: int, learners: Iterable[LearnerView], now: float, sync_limit: float,

@@ -80,3 +80,9 @@ def test_learner_sync_truncates_then_takes_the_diff_and_checks_the_newleader_epo
     assert d.mode is SyncMode.DIFF
     with pytest.raises(ZabProtocolError):
         d.feed(AckEpoch(1, 1))
+
+
+def test_a_learner_waits_init_limit_for_its_leader_until_uptodate_then_sync_limit():
+    from node.zab_core import leader_read_timeout
+    assert leader_read_timeout(False, 2.0, 1.0) == 2.0
+    assert leader_read_timeout(True, 2.0, 1.0) == 1.0

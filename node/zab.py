@@ -2,7 +2,8 @@
 
 It is not ZooKeeper's wire format; it keeps ZooKeeper's sequence, names and
 timing (spec §4, §6) so chaos runs exercise the same failure detection and
-epoch rules. The codec and bookkeeping live in `node.zab_core`; this module
+epoch rules. The codec, the bookkeeping and the rules (shared with the simulator,
+`node.sim_zab`) live in `node.zab_core`; this module
 is the asyncio shell that owns sockets, timers and calls into `node.storage`.
 
 Framing

@@ -395,6 +395,30 @@ def baseline(plans, repeat, out, jobs, runs_dir) -> None:
                               say=lambda m: click.echo(m, err=True)))
 
 
+@cli.command("sim")
+@click.argument("plans", nargs=-1, required=True)
+@click.option("--repeat", "--runs", "repeat", type=click.IntRange(1), default=1,
+              help="Runs per plan, the k-th (from 0) with seed + k (--runs: the same).")
+@click.option("--seed", type=int, default=None, help="First seed (default: the plan's, else 1).")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("reports/sim"),
+              show_default=True, help="Where failing (or, with --keep-all, every) runs go: OUT/<plan>-seed<k>/.")
+@click.option("--jobs", type=click.IntRange(1), default=1, help="Worker processes.")
+@click.option("--keep-all", is_flag=True, help="Write every run's directory, not only the failing ones.")
+@click.option("--promote", is_flag=True, help="Also write each invalid run's schedule as a plan for chaos run.")
+@click.option("--shrink", is_flag=True, help="Shrink the first invalid seeds of each plan (in the simulator).")
+@click.option("--shrink-budget", default="2m", show_default=True, help="Bound for each shrink.")
+def sim(plans, repeat, seed, out, jobs, keep_all, promote, shrink, shrink_budget) -> None:
+    """Run PLAN(s) in the deterministic simulator (virtual time, seeded network)."""
+    from chaos.sim.command import SimOptions, simulate
+    budget = _seconds(shrink_budget)
+    if budget is None:
+        raise click.UsageError(f"--shrink-budget: expected a duration like 2m, got {shrink_budget!r}")
+    opts = SimOptions(paths=plans, repeat=repeat, seed=seed, out=out, jobs=jobs, keep_all=keep_all,
+                      promote=promote, shrink=shrink, shrink_budget_s=budget,
+                      command=" ".join(shlex.quote(a) for a in ["chaos", *sys.argv[1:]]))
+    sys.exit(simulate(opts, lambda m: click.echo(m)))
+
+
 def main(argv: list[str] | None = None) -> None:
     cli.main(args=argv, prog_name="chaos")
 

@@ -9,7 +9,7 @@ fault touches, and every verdict of the run then rests on faults that did
 not apply. The node logs the other end of each connection it opens
 (``connection_opened.remote``); an outgoing one must be the proxy's listen
 address of (node, peer, port) as the journal's header lists the links.
-Runs whose header names no links, or that interpose by network namespaces
+Simulated runs (no proxies), runs whose header names no links, or that interpose by network namespaces
 (``run.links.mode == "netns"``: nodes dial real addresses and DNAT rules
 carry every connection to its proxy), are not judged here.
 """
@@ -29,6 +29,8 @@ __all__ = ["interposition"]
 def interposition(ctx: Context, spec: Mapping[str, Any]) -> Finding:
     """Every connection a node dials reaches its peer through that directed
     link's proxy (the address in the node's zoo.cfg)."""
+    if ctx.journal.run is not None and ctx.journal.run.simulated:
+        return Finding.valid("not applicable: a simulated network has no proxies to go around")
     links = ctx.journal.run.extra.get("links") if ctx.journal.run is not None else None
     mode = links.get("mode") if isinstance(links, Mapping) else links
     if mode not in (None, "config"):

@@ -66,3 +66,11 @@ def test_netns_interposition_is_not_judged_here():
     dial(b, 3, 1, "election", "198.18.0.1:2888")
     r = judge(b)
     assert r.verdict == "valid" and "not applicable" in r.message
+
+
+def test_a_simulated_run_has_no_proxies_to_bypass():
+    b = formed()
+    b.run = dataclasses.replace(b.run, simulated=True)
+    b.records = [r for r in b.records if getattr(r, "event", None) != "connection_opened"]
+    r = judge(b)
+    assert r.verdict == "valid" and "not applicable" in r.message

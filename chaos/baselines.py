@@ -11,8 +11,8 @@ observations only; the bounds are derived here, when a plan is parsed, so the
 margins below are the one place that says how much slack a bound has:
 
   max_rounds        clean max + ROUNDS_MARGIN (1)
-  max_notifications clean max × NOTIFICATIONS_FACTOR (1.5), at least
-                    NOTIFICATIONS_MIN_MARGIN (10) above it
+  max_notifications clean max × NOTIFICATIONS_FACTOR (2), at least
+                    NOTIFICATIONS_MIN_MARGIN (15) above it
   max_ms            clean p99 × DURATION_FACTOR (3), at least
                     DURATION_MIN_MARGIN_MS (1000) above it
 
@@ -21,7 +21,10 @@ machine; the duration bound is wide so a busy machine never trips it. The
 slack on counts covers what timing legitimately moves (one more re-send
 while a peer is cut off, catching up with a round); the floor on durations
 keeps a 20 ms out-of-election join from failing at 70 ms when the machine
-stalls for a moment.
+stalls for a moment. Notification counts move with timing too: every
+notification timeout re-sends to all voters, and a loaded machine fires more
+of them (rolling_restart: clean max 11 on a quiet machine, 22 with both cores
+busy), hence the factor 2.
 """
 
 from __future__ import annotations
@@ -48,8 +51,8 @@ RECORDING_ENV = "CHAOS_BASELINE_RECORDING"
 """Set (to 1) in the runs ``chaos baseline`` makes: ``election_cost: baseline`` then sets no bound."""
 
 ROUNDS_MARGIN = 1
-NOTIFICATIONS_FACTOR = 1.5
-NOTIFICATIONS_MIN_MARGIN = 10
+NOTIFICATIONS_FACTOR = 2.0
+NOTIFICATIONS_MIN_MARGIN = 15
 DURATION_FACTOR = 3.0
 DURATION_MIN_MARGIN_MS = 1000.0
 TABLE_VERSION = 1

@@ -80,15 +80,23 @@ def cli() -> None:
 @click.option("--replay", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
               help="Re-apply the resolved choices of an earlier run.")
 @click.option("--jobs", type=click.IntRange(1), default=1, help="Runs in parallel (separate processes).")
-@click.option("--target", type=click.Choice(_target_names()), default="fle", show_default=True,
-              help="What runs the plan: our node (fle).")
+@click.option("--target", type=click.Choice(_target_names()), default=None,
+              help="What runs the plan: our node (fle, the default) or real ZooKeeper servers (zookeeper); "
+                   "overrides the plan's ensemble.target.")
+@click.option("--links", "links", type=click.Choice(["config", "netns"]), default=None,
+              help="How links pass the proxies: zoo.cfg addresses (config; fle's default) or a network "
+                   "namespace per node with nft DNAT (netns; zookeeper's, needs root, ip and nft).")
+@click.option("--zookeeper-home", type=click.Path(exists=True, file_okay=False), default=None,
+              envvar="ZOOKEEPER_HOME", help="An unpacked ZooKeeper release (default: Debian's package).")
 @click.option("--shrink", is_flag=True, help="Shrink each invalid run (as chaos shrink RUN_DIR).")
 @click.option("--shrink-budget", default=None, help="Bound for each shrink, e.g. 10m (default 20m).")
 def run(plans, seed, repeat, out, time_limit, toxiproxy_url, toxiproxy_bin, replay, jobs, target,
-        shrink, shrink_budget) -> None:
+        links, zookeeper_home, shrink, shrink_budget) -> None:
     """Run PLAN(s); print the seed and where the journal and report are."""
     if toxiproxy_url and toxiproxy_bin:
         raise click.UsageError("--toxiproxy and --toxiproxy-bin exclude each other")
+    global _RUN_EXTRA
+    _RUN_EXTRA = {"links": links, "zookeeper_home": zookeeper_home}
     if not plans and replay is not None:
         from chaos.journal import load as load_journal
         p = load_journal(replay).run.plan_path
@@ -150,8 +158,21 @@ def _seconds(text: str) -> float | None:
 
 def _run_one(plan, seed, out, limit, toxiproxy_url, toxiproxy_bin, replay, target, shrink_s=None) -> int:
     from chaos.runner import RunOptions, run_plan
+    from chaos.targets import preflight
+    target = target or getattr(plan.ensemble, "target", None) or "fle"
+    problem = preflight(target, _RUN_EXTRA.get("links"), _RUN_EXTRA.get("zookeeper_home"))
+    if problem:
+        click.echo(f"{plan.name}: {problem}", err=True)
+        return int(ExitCode.INFRA)
+    skip = _skip_reason(plan, target)
+    if skip:
+        click.echo(f"{plan.name}: skipped on {target}: {skip}")
+        return int(ExitCode.OK)
     opts = RunOptions(plan=plan, seed=seed, out=out, time_limit_s=limit, toxiproxy_url=toxiproxy_url,
                       toxiproxy_bin=toxiproxy_bin, replay=replay, target=target,
+                      links=_RUN_EXTRA.get("links"),
+                      target_options={"zookeeper_home": _RUN_EXTRA["zookeeper_home"]}
+                      if _RUN_EXTRA.get("zookeeper_home") else {},
                       command=" ".join(shlex.quote(a) for a in ["chaos", *sys.argv[1:]]))
     result = run_plan(opts)
     click.echo(f"{plan.name}: seed {result.seed}", err=True)
@@ -167,6 +188,17 @@ def _run_one(plan, seed, out, limit, toxiproxy_url, toxiproxy_bin, replay, targe
     if shrink_s is not None and result.exit_code == ExitCode.INVALID:
         _shrink(result.run_dir, shrink_s, run_args=_pass_on(limit, toxiproxy_url, toxiproxy_bin))
     return result.exit_code
+
+
+_RUN_EXTRA: dict = {}
+
+
+def _skip_reason(plan, target: str) -> str | None:
+    """A plan that says ``targets: [...]`` without this one is skipped, with its reason."""
+    targets = getattr(plan, "targets", None)
+    if targets and target not in targets:
+        return getattr(plan, "targets_reason", None) or f"the plan runs only on {', '.join(targets)}"
+    return None
 
 
 def _run_parallel(runs, jobs, *, seed, out, limit, toxiproxy_url, toxiproxy_bin, replay, target,
@@ -190,8 +222,12 @@ def _run_parallel(runs, jobs, *, seed, out, limit, toxiproxy_url, toxiproxy_bin,
                 plan, k = pending.pop(0)
                 run_out = (out / f"{plan.name}-{k + 1}") if out is not None else default_run_dir(plan.name)
                 run_out.parent.mkdir(parents=True, exist_ok=True)
-                argv = [sys.executable, "-m", "chaos", "run", plan.source_path, "--out", str(run_out),
-                        "--target", target]
+                argv = [sys.executable, "-m", "chaos", "run", plan.source_path, "--out", str(run_out)]
+                if target:
+                    argv += ["--target", target]
+                for flag, key in (("--links", "links"), ("--zookeeper-home", "zookeeper_home")):
+                    if _RUN_EXTRA.get(key):
+                        argv += [flag, _RUN_EXTRA[key]]
                 run_seed = _seed_for(plan, seed, k)
                 if run_seed is not None:
                     argv += ["--seed", str(run_seed)]
@@ -357,6 +393,30 @@ def baseline(plans, repeat, out, jobs, runs_dir) -> None:
         sys.exit(ExitCode.USAGE)
     sys.exit(record_baselines(loaded, repeat=repeat, out=out, jobs=jobs, runs_dir=runs_dir,
                               say=lambda m: click.echo(m, err=True)))
+
+
+@cli.command("sim")
+@click.argument("plans", nargs=-1, required=True)
+@click.option("--repeat", "--runs", "repeat", type=click.IntRange(1), default=1,
+              help="Runs per plan, the k-th (from 0) with seed + k (--runs: the same).")
+@click.option("--seed", type=int, default=None, help="First seed (default: the plan's, else 1).")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("reports/sim"),
+              show_default=True, help="Where failing (or, with --keep-all, every) runs go: OUT/<plan>-seed<k>/.")
+@click.option("--jobs", type=click.IntRange(1), default=1, help="Worker processes.")
+@click.option("--keep-all", is_flag=True, help="Write every run's directory, not only the failing ones.")
+@click.option("--promote", is_flag=True, help="Also write each invalid run's schedule as a plan for chaos run.")
+@click.option("--shrink", is_flag=True, help="Shrink the first invalid seeds of each plan (in the simulator).")
+@click.option("--shrink-budget", default="2m", show_default=True, help="Bound for each shrink.")
+def sim(plans, repeat, seed, out, jobs, keep_all, promote, shrink, shrink_budget) -> None:
+    """Run PLAN(s) in the deterministic simulator (virtual time, seeded network)."""
+    from chaos.sim.command import SimOptions, simulate
+    budget = _seconds(shrink_budget)
+    if budget is None:
+        raise click.UsageError(f"--shrink-budget: expected a duration like 2m, got {shrink_budget!r}")
+    opts = SimOptions(paths=plans, repeat=repeat, seed=seed, out=out, jobs=jobs, keep_all=keep_all,
+                      promote=promote, shrink=shrink, shrink_budget_s=budget,
+                      command=" ".join(shlex.quote(a) for a in ["chaos", *sys.argv[1:]]))
+    sys.exit(simulate(opts, lambda m: click.echo(m)))
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -75,15 +75,19 @@ class LinkFaults:
     ``client`` is a :class:`chaos.toxiproxy.client.ToxiproxyClient`.
     ``real_ports`` maps sid -> {"election": port, "quorum": port};
     ``listen_ports`` maps (a, b, port) -> the proxy's listen port.
+    ``host`` is where proxies listen (and nodes answer, unless ``node_hosts``
+    gives each sid its own address: ``--links netns``, :mod:`chaos.netns`).
     """
 
     def __init__(self, client: Any, run_id: str, real_ports: Mapping[int, Mapping[str, int]],
-                 listen_ports: Mapping[Link, int], host: str = "127.0.0.1") -> None:
+                 listen_ports: Mapping[Link, int], host: str = "127.0.0.1",
+                 node_hosts: Mapping[int, str] | None = None) -> None:
         self.client = client
         self.run_id = run_id
         self.real_ports = real_ports
         self.listen_ports = dict(listen_ports)
         self.host = host
+        self.node_hosts = dict(node_hosts or {})
         self.created: list[str] = []
         self._down: dict[str, int] = {}   # proxy -> how many faults hold it disabled
         self.faults: dict[str, _Fault] = {}
@@ -95,8 +99,11 @@ class LinkFaults:
 
     def header(self) -> list[dict]:
         return [{"from": a, "to": b, "port": p, "proxy": proxy_name(self.run_id, a, b, p),
-                 "listen": f"{self.host}:{lp}", "upstream": f"{self.host}:{self.real_ports[b][p]}"}
+                 "listen": f"{self.host}:{lp}", "upstream": self.upstream(b, p)}
                 for (a, b, p), lp in sorted(self.listen_ports.items())]
+
+    def upstream(self, sid: int, port: str) -> str:
+        return f"{self.node_hosts.get(sid, self.host)}:{self.real_ports[sid][port]}"
 
     def create_proxies(self, batch: int = POPULATE_BATCH) -> None:
         """Create every proxy of the run with Toxiproxy's ``/populate`` (the real
@@ -104,7 +111,7 @@ class LinkFaults:
         was 1200 HTTP exchanges at 25 nodes. On an error, what the server did
         create is still deleted at the end (found by listing)."""
         wanted = [{"name": proxy_name(self.run_id, a, b, p), "listen": f"{self.host}:{lp}",
-                   "upstream": f"{self.host}:{self.real_ports[b][p]}", "enabled": True}
+                   "upstream": self.upstream(b, p), "enabled": True}
                   for (a, b, p), lp in sorted(self.listen_ports.items())]
         for i in range(0, len(wanted), batch):
             chunk = wanted[i:i + batch]

@@ -40,6 +40,7 @@ NOTIFICATION_EVENTS = frozenset({"notification_sent", "notification_received"})
 WAKE_EVENTS = frozenset({
     "node_started", "node_stopping", "state_changed", "election_started", "election_finished",
     "epoch_established", "sync_finished", "role_ended", "leader_lost", "quorum_lost", "log_truncated",
+    "peer_state_changed",   # a real ZooKeeper's "Peer state changed" (chaos.targets.zookeeper)
 })
 """Node events that come with a status change: the node is polled at once."""
 CAP_PER_ELECTION = 5_000
@@ -185,8 +186,18 @@ class Observer:
                  misses_before_down: int = 3,
                  on_change: Callable[[NodeStatus, NodeStatus], None] | None = None,
                  on_event: Callable[[dict], None] | None = None,
-                 budget: NotificationBudget | None = None) -> None:
+                 budget: NotificationBudget | None = None,
+                 hosts: Mapping[int, str] | None = None,
+                 poll: Callable[[int], NodeStatus | None] | None = None,
+                 parse_line: Callable[[int, bytes], dict | list[dict] | None] | None = None) -> None:
+        """``hosts``: where each node answers (default loopback); ``poll``:
+        a target's own status query (a real ZooKeeper has no ``fles``);
+        ``parse_line``: turns a line of the node's log into an event dict
+        (default: the line is JSON, events.jsonl)."""
         self.journal = journal
+        self.hosts = dict(hosts or {})
+        self.poll = poll
+        self.parse_line = parse_line
         self.nodes = dict(nodes)
         self.running = running
         self.interval = interval
@@ -340,8 +351,11 @@ class Observer:
                 self._capped(fields)
 
     def poll_once(self, sid: int) -> NodeStatus:
+        if self.poll is not None:
+            st = self.poll(sid)
+            return st if st is not None else NodeStatus(sid, mono=time.monotonic())
         port, _ = self.nodes[sid]
-        d = query_fles(port, timeout=max(0.5, self.interval * 10))
+        d = query_fles(port, timeout=max(0.5, self.interval * 10), host=self.hosts.get(sid, "127.0.0.1"))
         return _status_from(sid, d) if d is not None else NodeStatus(sid, mono=time.monotonic())
 
     def _poll_loop(self, sid: int) -> None:
@@ -380,6 +394,8 @@ class Observer:
         n = 0
         with self._tail_lock:
             for sid, (_, path) in self.nodes.items():
+                if path is None:
+                    continue
                 try:
                     size = path.stat().st_size
                 except OSError:
@@ -407,12 +423,20 @@ class Observer:
             self.journal.record(NotificationsCapped, **fields)
 
     def _journal_event(self, sid: int, line: bytes) -> int:
+        if self.parse_line is not None:
+            # a target's log line may stand for no event, one, or several
+            evs = self.parse_line(sid, line)
+            evs = [] if evs is None else [evs] if isinstance(evs, dict) else list(evs)
+            return sum(self._journal_one(sid, ev) for ev in evs)
         try:
             ev = json.loads(line)
         except ValueError:
             self.journal.record(NodeEvent, sid=sid, event="unparsable_line",
                                 data={"text": line[:200].decode("utf-8", "replace")})
             return 1
+        return self._journal_one(sid, ev)
+
+    def _journal_one(self, sid: int, ev: Any) -> int:
         if not isinstance(ev, dict):
             return 0
         fields = {}

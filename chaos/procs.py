@@ -44,6 +44,7 @@ __all__ = [
     "PYCACHE_DIR",
     "python_env",
     "alive",
+    "live_run_ids",
 ]
 
 PR_SET_PDEATHSIG = 1
@@ -284,6 +285,11 @@ def _live_run_ids(directory: Path = REGISTRY_DIR) -> tuple[set[str], list[dict]]
         else:
             dead.append(data)
     return live, dead
+
+
+def live_run_ids(directory: Path = REGISTRY_DIR) -> set[str]:
+    """Ids of runs whose orchestrator still lives."""
+    return _live_run_ids(directory)[0]
 
 
 def janitor(*, directory: Path = REGISTRY_DIR, toxiproxy_client: object | None = None,

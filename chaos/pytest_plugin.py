@@ -181,7 +181,7 @@ def merge_junit(paths: list[str | os.PathLike[str]], out: str | os.PathLike[str]
 class Settings:
     seeds: range | None
     sim: bool
-    target: str
+    target: str | None              # None: each plan's ensemble.target, else fle
     margin_s: float
     out: Path                       # where this process writes runs
     controller_out: Path            # where they end up (the same unless shipped)
@@ -203,7 +203,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     g.addoption("--chaos-out", metavar="DIR", default=None,
                 help="Where the runs and their index go (default: reports/pytest-<UTC time>).")
     g.addoption("--chaos-target", metavar="KIND", default=None,
-                help="What runs the plans, as `chaos run --target` (default: fle).")
+                help="What runs the plans, as `chaos run --target` (default: the plan's, else fle).")
     g.addoption("--chaos-margin", metavar="SECONDS", type=float, default=None,
                 help=f"Each item's timeout is its plan's time_limit plus this (default {DEFAULT_MARGIN_S:g}).")
 
@@ -263,7 +263,7 @@ def pytest_configure(config: pytest.Config) -> None:
         if config.getoption("lf", False) or config.getoption("failedfirst", False):
             extra = _seeds_from_lastfailed(config.cache.get("cache/lastfailed", {}) if config.cache else {})
     config.stash[_SETTINGS] = Settings(seeds=seeds, sim=config.getoption("chaos_sim"),
-                                       target=config.getoption("chaos_target") or "fle", margin_s=margin,
+                                       target=config.getoption("chaos_target"), margin_s=margin,
                                        out=out, controller_out=controller_out, ship=ship, extra_seeds=extra)
     config.pluginmanager.register(ChaosSession(config), "chaos-session")
 
@@ -306,15 +306,25 @@ def _shown(path: Path, config: pytest.Config) -> str:
         return str(path)
 
 
+def _target_of(plan: Any, s: Settings) -> str:
+    """As `chaos run`: --chaos-target, else the plan's ensemble.target, else fle."""
+    return s.target or getattr(plan.ensemble, "target", None) or "fle"
+
+
 def _skip_reason(plan: Any, s: Settings) -> str | None:
-    if not plan.runs_on(s.target):
-        return f"the plan's targets ({', '.join(plan.targets)}) exclude {s.target}"
     if s.sim:
         from chaos.cli import cli
-        return None if "sim" in cli.commands else SIM_MISSING
+        if "sim" not in cli.commands:
+            return SIM_MISSING
+        from chaos.sim.check import not_simulatable
+        issues = not_simulatable(plan)
+        return ("chaos sim cannot run this plan: " + "; ".join(map(str, issues))) if issues else None
+    target = _target_of(plan, s)
+    if plan.targets and target not in plan.targets:
+        return plan.targets_reason or f"the plan's targets ({', '.join(plan.targets)}) exclude {target}"
     from chaos.targets import TARGETS
-    if s.target not in TARGETS:
-        return f"target {s.target} is not installed here (known: {', '.join(sorted(TARGETS))})"
+    if target not in TARGETS:
+        return f"target {target} is not installed here (known: {', '.join(sorted(TARGETS))})"
     return None
 
 
@@ -404,7 +414,7 @@ def _run_item(item: PlanItem, s: Settings) -> Judgement:
     else:
         scratch = None
         argv = [sys.executable, "-m", "chaos", "run", plan_path, "--seed", str(item.seed), "--out", str(run_dir),
-                "--target", s.target]
+                "--target", _target_of(item.plan, s)]
         replay = f"chaos run {shown_plan} --seed {item.seed} --replay {s.controller_out / item.run_name}"
     budget = item.plan.time_limit_s + s.margin_s
     # our own stop comes before pytest-timeout's, so the run can still end cleanly (journal, report)
@@ -436,7 +446,7 @@ def _run_item(item: PlanItem, s: Settings) -> Judgement:
         log.seek(max(0, log.seek(0, os.SEEK_END) - OUTPUT_TAIL_BYTES))
         output = log.read().decode("utf-8", "replace")
     if scratch is not None:
-        made = scratch / f"{item.path.stem}-seed{item.seed}"
+        made = scratch / f"{item.plan.name}-seed{item.seed}"   # chaos sim names runs by plan name
         if made.is_dir():
             os.replace(made, run_dir)
         shutil.rmtree(scratch, ignore_errors=True)

@@ -29,7 +29,7 @@ from chaos.outcome import InvariantResult, Verdict
 __all__ = [
     "SCHEMA_VERSION", "READABLE_VERSIONS", "Link", "Record", "RECORD_TYPES", "record_type",
     "RunStarted", "StepStarted", "StepFinished", "Fault", "Process", "NodeEvent", "Status",
-    "LogSummary", "NotificationsCapped", "Teardown", "RunFinished", "UnknownRecord", "RunInfo", "TargetInfo", "ToxiproxyInfo",
+    "LogSummary", "WorkloadTick", "WorkloadReadback", "NotificationsCapped", "Teardown", "RunFinished", "UnknownRecord", "RunInfo", "TargetInfo", "ToxiproxyInfo",
     "NodeInfo", "LinkInfo", "PlanInfo", "Journal", "END_MARKERS",
 ]
 
@@ -300,6 +300,38 @@ class LogSummary(Record):
     sid: int | None = None
     runs: tuple[tuple[int, int, int], ...] | None = None
     last_committed_zxid: int | None = None
+    error: str | None = None
+
+
+@record_type
+@dataclass(frozen=True, slots=True, kw_only=True)
+class WorkloadTick(Record):
+    """One second of the client workload (``--target zookeeper``): creates
+    acknowledged and failed in it (a connection lost in a fault is an error
+    here, expected, not a failure of the run)."""
+
+    type: ClassVar[str] = "workload_tick"
+    second: int = 0
+    acks: int = 0
+    errors: int = 0
+
+
+@record_type
+@dataclass(frozen=True, slots=True, kw_only=True)
+class WorkloadReadback(Record):
+    """What one server holds at the end, against every acknowledged create:
+    ``missing`` (first ``MISSING_SHOWN``) of ``acked`` it lacks; ``digest``
+    of its children, equal on servers that agree; ``error`` if it could not
+    be read (then the checks say unknown for it)."""
+
+    type: ClassVar[str] = "workload_readback"
+    sid: int | None = None
+    acked: int = 0
+    held: int | None = None
+    missing_count: int | None = None
+    missing: tuple[str, ...] = ()
+    extra_count: int | None = None
+    digest: str | None = None
     error: str | None = None
 
 

@@ -82,6 +82,8 @@ class RunOptions:
     reports_root: Path = Path("reports")
     final_wait_s: float | None = None
     target: str = "fle"
+    links: str | None = None            # "config" | "netns"; None: the target's default
+    target_options: dict = field(default_factory=dict)   # e.g. {"zookeeper_home": ...}
 
 
 @dataclass
@@ -177,6 +179,7 @@ class Runner:
         self.progress = _Progress(opts.progress, time.monotonic())
         self._safety_warned = False
         self._first_fault = True
+        self.workload: Any = None
 
     # ------------------------------------------------------------------ setup
     def setup(self, stack: contextlib.ExitStack) -> RunContext:
@@ -195,8 +198,11 @@ class Runner:
             plan=plan.to_json())
         registry = procs.RunRegistry(self.run_id, self.run_dir)
         self._undo(stack, "registry", registry.close)
-        # Clear what crashed runs left; their proxies too if we share a server.
+        # Clear what crashed runs left; their proxies too if we share a server,
+        # and their namespaces and nft tables (chaos.netns) whatever this run's links.
         procs.janitor(log=self.progress.say)
+        if self.links_mode() != "netns":
+            self._net_janitor()
 
         sids = list(spec.sids)
         link_keys = LinkFaults.all_links(sids)
@@ -207,11 +213,17 @@ class Runner:
         listen = {k: ports[i] for i, k in enumerate(link_keys)}
         client = self._start_toxiproxy(stack, ports[len(link_keys)], registry)
 
+        net = self._netns(stack, sids) if self.links_mode() == "netns" else None
         target = create_target(self.opts.target, self.run_dir, spec, real, listen, registry=registry,
-                               on_process=self._on_process)
+                               on_process=self._on_process, net=net, **self.opts.target_options)
         real_ports = {sid: {"election": nd.election_port, "quorum": nd.quorum_port}
                       for sid, nd in target.nodes.items()}
-        links = LinkFaults(client, self.run_id, real_ports, listen)
+        if net is not None:
+            links = LinkFaults(client, self.run_id, real_ports, listen, host=net.net.host,
+                               node_hosts={s: n.address for s, n in net.net.nodes.items()})
+            net.up(real_ports, listen)
+        else:
+            links = LinkFaults(client, self.run_id, real_ports, listen)
         registry.set_proxies(f"fle_{self.run_id}_", client.url)
         self._undo(stack, "proxies", lambda: links.delete_proxies(self.warn))
         links.create_proxies()
@@ -219,7 +231,9 @@ class Runner:
                            run={"toxiproxy": {"kind": self._toxiproxy_kind(), "url": client.url},
                                 "target": {"kind": target.kind, "version": target.version()}})
         target.write_configs()
-        observer = Observer(journal, target.endpoints(), running=target.is_running, on_change=self._on_status)
+        observer = Observer(journal, target.endpoints(), running=target.is_running, on_change=self._on_status,
+                            hosts=getattr(target, "hosts", dict)(), poll=getattr(target, "poll_status", None),
+                            parse_line=getattr(target, "parse_event_line", None))
         self._undo(stack, "nodes", target.shutdown)
         ledger = FaultLedger(self._journal_fault, self.warn)
         # Faults go before the nodes do, and before the observer stops watching.
@@ -232,10 +246,51 @@ class Runner:
         journal.record(RunStarted, seed=self.seed, command=cmd)
         observer.start()
         target.start_all()
+        if hasattr(target, "client_servers"):
+            # txn_interval 0 says "no txns": the servers are only read back at the end
+            from chaos.workload import ZnodeWorkload
+            self.workload = ZnodeWorkload(journal, target.client_servers(), log_path=self.run_dir / "workload.log")
+            self._undo(stack, "workload", self.workload.stop)   # before the nodes go
+            if spec.txn_interval_ms > 0:
+                self.workload.start()
         running = sum(1 for s in sids if target.is_running(s))
         self.progress.say(f"ensemble of {len(sids)} ({running} started) behind {len(links.created)} proxies "
                           f"(run {self.run_id})")
         return self.ctx
+
+    def links_mode(self) -> str:
+        from chaos.targets import TARGETS
+        return self.opts.links or getattr(TARGETS.get(self.opts.target), "default_links", "config")
+
+    def _net_janitor(self) -> None:
+        from chaos import netns
+        try:
+            if netns.leftovers():
+                netns.janitor(procs.live_run_ids(), log=self.progress.say)
+        except Exception as e:   # no rights to look or to remove: not this run's problem
+            self.warn(f"janitor: cannot check network leftovers: {e}")
+
+    def _netns(self, stack: contextlib.ExitStack, sids: list[int]) -> Any:
+        """A namespace per node (:mod:`chaos.netns`); removed after the nodes
+        and proxies are gone (registered first, so it unwinds last)."""
+        from chaos import netns
+        problem = netns.missing_requirements()
+        if problem:
+            raise SetupFailure(problem)
+        netns.janitor(procs.live_run_ids(), log=self.progress.say)
+        slot = netns.reserve_slot(start=int(self.run_id, 16) % netns.SLOTS)
+        self._undo(stack, "subnet", slot.release)
+        links = netns.NetnsLinks(netns.layout(self.run_id, slot.slot, sids))
+        def down() -> None:
+            # the counters prove the interposition (chaos.netns): keep them before the table goes
+            self.journal.set_header(run={"links": {"mode": "netns", "subnet": links.net.subnet,
+                                                   "host": links.net.host, "counters": links.counters()}})
+            for f in links.down():
+                self.warn(f"cannot remove {f}")
+        self._undo(stack, "namespaces", down)
+        self.journal.set_header(run={"links": {"mode": "netns", "subnet": links.net.subnet,
+                                               "host": links.net.host}})
+        return links
 
     def _undo(self, stack: contextlib.ExitStack, name: str, fn: Callable[[], Any]) -> None:
         def safe() -> None:
@@ -370,6 +425,11 @@ class Runner:
                         self.ctx.ledger.undo_all()
                         if self.ctx.formed:
                             self.settle(self.ctx)
+                        if self.workload is not None:
+                            self.workload.stop()
+                            self.progress.say(f"workload: {len(self.workload.acked)} creates acknowledged, "
+                                              f"{self.workload.errors} errors; reading every server back")
+                            self.workload.read_back(self.ctx.target.is_running)
                 except Interrupted as e:
                     interrupted, error = True, f"interrupted by {e}"
                 except KeyboardInterrupt:

@@ -259,7 +259,16 @@ class FrameDecoder:
         """Bytes held back waiting for the rest of a frame."""
         return len(self._buf)
 
+    @property
+    def error(self) -> ProtocolError | None:
+        """The bad length that failed the stream, once one was read."""
+        return self._error
+
     def feed(self, data: bytes) -> list[bytes]:
+        """The whole frames ``data`` completes. Frames before a bad length are
+        still returned (a reader that takes one frame at a time, as
+        ZooKeeper's does, handles them before it reads the bad header); then
+        :attr:`error` is set and every later feed raises."""
         if self._error is not None:
             raise ProtocolError(self._error.reason, length=self._error.length)
         self._buf += data
@@ -273,6 +282,8 @@ class FrameDecoder:
                     f"frame length {n} is outside 1..{self._max}", length=n
                 )
                 del buf[:]
+                if frames:
+                    return frames
                 raise ProtocolError(self._error.reason, length=n)
             if len(buf) - pos - 4 < n:
                 break

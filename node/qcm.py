@@ -351,7 +351,8 @@ class QuorumCnxManager:
         self._asked.pop(sid, None)
         link = _Link(sid, direction, reader, writer)
         self._links[sid] = link
-        self._emit("connection_opened", peer=sid, port=_PORT, direction=direction, reason=reason)
+        self._emit("connection_opened", peer=sid, port=_PORT, direction=direction, reason=reason,
+                   remote=_remote(writer))
         link.tasks.append(self._spawn(self._send_loop(link), f"qcm-send-{sid}"))
         link.tasks.append(self._spawn(self._recv_loop(link, initial), f"qcm-recv-{sid}"))
 
@@ -412,6 +413,11 @@ class QuorumCnxManager:
                         if link.closed:
                             return
                         self._deliver(link.sid, frame)
+                    if decoder.error is not None:  # a bad length after good frames
+                        self._emit("malformed_frame", peer=link.sid, port=_PORT,
+                                   reason=decoder.error.reason, length=decoder.error.length)
+                        self._close_link(link, "malformed_frame")
+                        return
                 data = await link.reader.read(_READ_SIZE)
                 if not data:
                     self._close_link(link, "eof")

@@ -34,6 +34,20 @@ After a decision (a minimal Zab, enough to give decisions consequences):
   gives peers different zxids after faults, as in a real ensemble.
 These checks run on a global tick every `tick_ms`.
 
+Directed link faults (what a plan's partitions and toxics mean here, so
+both worlds agree): every fault is a :class:`LinkFault` on directed links
+(a, b, port) — the bytes a sends to b on that port, whichever side dialled.
+``hold`` keeps those bytes (a partition, a silent death, the timeout toxic);
+removing it closes the connections it held, so the peers reconnect and QCM
+re-sends its last message. ``down`` is a disabled proxy: connections through
+it close and new ones are refused; an election connection is dialled by the
+larger sid (QCM's rule), through proxy max->min, and a smaller sid that wants
+one first asks through min->max. ``latency``/``jitter`` delay each message,
+FIFO per link. ``reset_ms`` resets a connection that long after it opened
+(reset_peer; a timeout toxic with a timeout both holds and resets).
+``toxicity`` is drawn once per connection, as Toxiproxy draws it. A paused
+node runs nothing: what is delivered to it and its timers wait for resume.
+
 A restart is a fresh core (logical clock 0) with the same persisted last
 zxid and epochs. `SimNode.decisions` and `Simulator.established` record
 what happened, and `check_safety()` tests the invariants after any step.
@@ -60,7 +74,9 @@ from .fle import (
 from zkrules.quorum import QuorumVerifier
 from zkrules.vote import Notification, ServerState, make_zxid, zxid_counter, zxid_epoch
 
-__all__ = ["Decision", "Established", "SimNode", "Simulator", "SafetyViolation"]
+__all__ = ["Decision", "Established", "LinkFault", "SimNode", "Simulator", "SafetyViolation"]
+
+LinkKey = tuple[int, int, str]  # (from sid, to sid, port)
 
 
 class SafetyViolation(AssertionError):
@@ -88,6 +104,18 @@ class Established:
     leader_zxid: int
 
 
+@dataclass(frozen=True, slots=True)
+class LinkFault:
+    """What one fault does to the bytes `a` sends to `b` on one port."""
+
+    hold: bool = False
+    down: bool = False
+    latency_ms: float = 0.0
+    jitter_ms: float = 0.0
+    reset_ms: float | None = None
+    toxicity: float = 1.0
+
+
 @dataclass
 class SimNode:
     sid: int
@@ -109,6 +137,8 @@ class SimNode:
     synced: bool = False
     established_epoch: int | None = None
     contact_ok_at: float = 0.0
+    paused: bool = False
+    deferred: list[tuple[str, tuple]] = field(default_factory=list)  # what waits for resume
 
     @property
     def state(self) -> ServerState:
@@ -178,6 +208,9 @@ class Simulator:
         self.messages_delivered = 0
         self.messages_lost = 0
         self._init_at: dict[tuple[int, int, float], tuple[int, int, int]] = {}
+        self._faults: dict[str, tuple[LinkFault, tuple[LinkKey, ...]]] = {}
+        self._on_link: dict[LinkKey, list[str]] = {}
+        self._draws: dict[tuple[str, frozenset[int], int], bool] = {}  # toxicity, per connection
         self._push(tick_ms, "tick", ())
 
     # -- controls ------------------------------------------------------------
@@ -190,6 +223,8 @@ class Simulator:
         if not node.alive:
             return
         node.alive = False
+        node.paused = False
+        node.deferred.clear()
         node.incarnation += 1
         node.timers.clear()
         node.queues.clear()
@@ -228,6 +263,103 @@ class Simulator:
     def heal(self) -> None:
         self._side = {}
         self._note(0, "healed", {})
+
+    def pause(self, sid: int) -> None:
+        """SIGSTOP: the node runs nothing; deliveries and timers wait for `resume`."""
+        node = self.nodes[sid]
+        if node.alive:
+            node.paused = True
+
+    def resume(self, sid: int) -> None:
+        node = self.nodes[sid]
+        if not node.paused:
+            return
+        node.paused = False
+        waiting, node.deferred = node.deferred, []
+        for kind, data in waiting:
+            getattr(self, "_on_" + kind)(*data)
+
+    # -- directed link faults ------------------------------------------------------
+    def add_fault(self, fid: str, fault: LinkFault, links: Iterable[LinkKey]) -> None:
+        links = tuple(dict.fromkeys(links))
+        if fid in self._faults:
+            raise ValueError(f"fault {fid} already applied")
+        self._faults[fid] = (fault, links)
+        for lk in links:
+            self._on_link.setdefault(lk, []).append(fid)
+        for pair in sorted({frozenset(lk[:2]) for lk in links if lk[2] == "election"}, key=sorted):
+            gen = self._links.get(pair)
+            if gen is None:
+                continue
+            a, b = sorted(pair)
+            if not self._dial_ok(b, a, initiator=b):
+                del self._links[pair]  # the proxy carrying it was disabled
+            elif fault.reset_ms is not None and self._applies(fid, pair, gen):
+                self._push(self.now_ms + fault.reset_ms, "reset", (pair, gen))
+        self._fault_changed(fid, fault, links, added=True)
+
+    def remove_fault(self, fid: str) -> None:
+        entry = self._faults.pop(fid, None)
+        if entry is None:
+            return
+        fault, links = entry
+        for lk in links:
+            fids = self._on_link.get(lk)
+            if fids is not None and fid in fids:
+                fids.remove(fid)
+                if not fids:
+                    del self._on_link[lk]
+        if fault.hold:  # what was held goes with the connections that held it
+            for pair in {frozenset(lk[:2]) for lk in links if lk[2] == "election"}:
+                self._links.pop(pair, None)
+        self._fault_changed(fid, fault, links, added=False)
+
+    def _fault_changed(self, fid: str, fault: LinkFault, links: tuple[LinkKey, ...], added: bool) -> None:
+        """Hook: a subclass carrying quorum-port traffic reacts here."""
+
+    def _applies(self, fid: str, pair: frozenset[int], gen: int | None) -> bool:
+        fault = self._faults[fid][0]
+        if fault.toxicity >= 1.0:
+            return True
+        if fault.toxicity <= 0.0:
+            return False
+        key = (fid, pair, gen or 0)
+        if key not in self._draws:
+            self._draws[key] = self.rng.random() < fault.toxicity
+        return self._draws[key]
+
+    def link_faults(self, a: int, b: int, port: str = "election", gen: int | None = None) -> list[LinkFault]:
+        fids = self._on_link.get((a, b, port))
+        if not fids:
+            return []
+        pair = frozenset((a, b))
+        return [self._faults[f][0] for f in fids if self._applies(f, pair, gen)]
+
+    def link_held(self, a: int, b: int, port: str = "election", gen: int | None = None) -> bool:
+        return any(f.hold for f in self.link_faults(a, b, port, gen))
+
+    def link_down(self, a: int, b: int, port: str = "election") -> bool:
+        return any(f.down for f in self.link_faults(a, b, port))
+
+    def link_delay(self, a: int, b: int, port: str = "election", gen: int | None = None) -> float:
+        """Extra delay of one message from a to b (latency plus a seeded jitter draw)."""
+        extra = 0.0
+        for f in self.link_faults(a, b, port, gen):
+            if f.latency_ms or f.jitter_ms:
+                extra += f.latency_ms + (self.rng.uniform(-f.jitter_ms, f.jitter_ms) if f.jitter_ms else 0.0)
+        return max(0.0, extra)
+
+    def _dial_ok(self, a: int, b: int, initiator: int) -> bool:
+        """Can an election connection between a and b open (or stay open)?
+        It lasts through proxy max->min; a smaller initiator first asks through min->max."""
+        hi, lo = max(a, b), min(a, b)
+        if not self._on_link:
+            return True
+        if self.link_down(hi, lo):
+            return False
+        if initiator == lo and (self.link_down(lo, hi) or self.link_held(lo, hi)):
+            return False
+        return True
 
     def reachable(self, a: int, b: int) -> bool:
         na, nb = self.nodes[a], self.nodes[b]
@@ -379,8 +511,16 @@ class Simulator:
             return
         link = frozenset((a, b))
         if link not in self._links:
+            if self._on_link and not self._dial_ok(a, b, initiator=a):
+                return
             self._link_gen += 1
             self._links[link] = self._link_gen
+            if self._on_link:
+                for x, y in ((a, b), (b, a)):
+                    for fid in self._on_link.get((x, y, "election"), ()):
+                        f = self._faults[fid][0]
+                        if f.reset_ms is not None and self._applies(fid, link, self._link_gen):
+                            self._push(self.now_ms + f.reset_ms, "reset", (link, self._link_gen))
             for x, y in ((a, b), (b, a)):
                 nx = self.nodes[x]
                 pending = nx.queues.get(y)
@@ -400,7 +540,13 @@ class Simulator:
         if self.drop_rate and self.rng.random() < self.drop_rate:
             self.messages_lost += 1
             return
+        gen = self._links[frozenset((a, b))]
         t = self.now_ms + self.rng.uniform(self.min_delay_ms, self.max_delay_ms)
+        if self._on_link:
+            if self.link_held(a, b, "election", gen):
+                self.messages_lost += 1  # held until the hold goes, which closes the connection
+                return
+            t += self.link_delay(a, b, "election", gen)
         if not self.reorder:
             t = max(t, self._fifo_tail.get((a, b), 0.0))
             self._fifo_tail[(a, b)] = t
@@ -414,8 +560,15 @@ class Simulator:
         self.trace.append((self.now_ms, sid, what, fields))
 
     # -- event handlers ---------------------------------------------------------
+    def _on_reset(self, pair: frozenset[int], gen: int) -> None:
+        if self._links.get(pair) == gen:
+            del self._links[pair]
+
     def _on_deliver(self, src: int, dst: int, n: Notification, src_inc: int, link_gen: int | None) -> None:
         a, b = self.nodes[src], self.nodes[dst]
+        if b.paused:
+            b.deferred.append(("deliver", (src, dst, n, src_inc, link_gen)))
+            return
         if src != dst and self._links.get(frozenset((src, dst))) != link_gen:
             self.messages_lost += 1  # the connection broke while it was in flight
             return
@@ -428,6 +581,9 @@ class Simulator:
     def _on_timer(self, sid: int, inc: int, name: str, token: int) -> None:
         node = self.nodes[sid]
         if not node.alive or node.incarnation != inc or node.timers.get(name) != token:
+            return
+        if node.paused:
+            node.deferred.append(("timer", (sid, inc, name, token)))
             return
         del node.timers[name]
         self._apply(node, node.core.on_timer(self.now_ms, name, have_delivered=self._have_delivered(node)))

@@ -2,7 +2,8 @@
 
 It is not ZooKeeper's wire format; it keeps ZooKeeper's sequence, names and
 timing (spec §4, §6) so chaos runs exercise the same failure detection and
-epoch rules. The codec and bookkeeping live in `node.zab_core`; this module
+epoch rules. The codec, the bookkeeping and the rules (shared with the simulator,
+`node.sim_zab`) live in `node.zab_core`; this module
 is the asyncio shell that owns sockets, timers and calls into `node.storage`.
 
 Framing
@@ -77,10 +78,10 @@ from typing import Any, Callable
 
 from node.storage import Storage, epoch_of, make_zxid
 from node.zab_core import (
-    Ack, AckEpoch, Commit, Diff, FollowerInfo, FrameDecoder, Inform, LeaderInfo,
-    EpochAction, LearnerType, Message, NewLeader, Ping, Proposal, ProposalTracker, SyncMode,
-    Trunc, Txn, UpToDate, ZabProtocolError, encode, epoch_to_propose, is_more_recent,
-    learner_epoch_action, plan_sync,
+    Ack, AckEpoch, Commit, EpochAction, FollowerInfo, FrameDecoder, Inform, LeaderInfo, LearnerSync, LearnerType,
+    Message, Ping, Proposal, ProposalTracker, UpToDate, ZabProtocolError, counted_epoch_acks, encode,
+    epoch_to_propose, keeps_quorum, leader_read_timeout, learner_ahead, learner_epoch_action, learner_read_timeout,
+    newleader_acks, plan_sync, sync_frames, voting_quorum,
 )
 
 __all__ = [
@@ -241,7 +242,7 @@ class Broadcast:
         return set(self.settings.verifier.voting_members)
 
     def _quorum(self, sids: set[int]) -> bool:
-        return bool(self.settings.verifier.contains_quorum(sids & self._voters()))
+        return voting_quorum(sids, self.settings.verifier)
 
     def _established(self, epoch: int) -> None:
         self._emit("epoch_established", {"epoch": epoch, "role": self.role,
@@ -362,24 +363,22 @@ class Broadcast:
         ls.changed.set()
 
         def acked() -> set[int]:
-            return {me} | {l.sid for l in self._live_voters(ls)
-                           if l.ack_epoch is not None and l.ack_epoch.current_epoch != -1}
+            return counted_epoch_acks(me, self._live_voters(ls))
         if not await self._wait_until(ls, lambda: self._quorum(acked()), self._clock() + init_s):
             return self._gave_up(REASON_NO_EPOCH_QUORUM, "no voting quorum of ACKEPOCH within "
                                  f"initLimit; acked {sorted(acked())}")
-        for l in self._live_voters(ls):
-            a = l.ack_epoch
-            if a is not None and a.current_epoch != -1 and is_more_recent(
-                    a.current_epoch, a.last_zxid, st.current_epoch, st.last_zxid):
-                return self._gave_up(REASON_FOLLOWER_AHEAD, f"follower {l.sid} is ahead: "
-                                     f"epoch {a.current_epoch} zxid {a.last_zxid:#x}")
+        ahead = learner_ahead(self._live_voters(ls), st.current_epoch, st.last_zxid)
+        if ahead is not None:
+            a = ahead.ack_epoch
+            return self._gave_up(REASON_FOLLOWER_AHEAD, f"follower {ahead.sid} is ahead: "
+                                 f"epoch {a.current_epoch} zxid {a.last_zxid:#x}")
         st.set_current_epoch(epoch)
         self._established(epoch)
         ls.established.set()
 
         # Synchronisation: a voting quorum must ACK NEWLEADER.
         def synced_voters() -> set[int]:
-            return {me} | {l.sid for l in self._live_voters(ls) if l.newleader_acked}
+            return newleader_acks(me, self._live_voters(ls))
         if not await self._wait_until(ls, lambda: self._quorum(synced_voters()),
                                       self._clock() + init_s):
             return self._gave_up(REASON_NO_EPOCH_QUORUM, "no voting quorum acked NEWLEADER within "
@@ -414,10 +413,9 @@ class Broadcast:
             half += 1
             if half % 2:
                 continue
-            now = self._clock()
-            alive = {me} | {l.sid for l in self._live_voters(ls)
-                            if l.newleader_acked and now - l.last_heard <= sync_s}
-            if not self._quorum(alive):
+            open_ = [l for l in ls.learners.values() if not l.conn.closed]
+            leads, alive = keeps_quorum(me, open_, self._clock(), sync_s, self.settings.verifier)
+            if not leads:
                 self._emit("quorum_lost", {"reason": "Not sufficient followers synced, only synced with sids: "
                                                      f"{sorted(alive)}"})
                 return REASON_QUORUM_LOST
@@ -536,17 +534,13 @@ class Broadcast:
         # No await between planning, sending the history and joining the
         # forwarding set: proposals made later follow the history in order.
         plan = plan_sync(st.zxids(), msg.last_zxid)
-        if plan.mode is SyncMode.TRUNC:
-            conn.send(Trunc(plan.trunc_zxid))
-        conn.send(Diff(plan.from_zxid, plan.to_zxid))
-        for z, p in st.entries_after(plan.from_zxid):
-            conn.send(Txn(z, p))
         newleader_zxid = make_zxid(ls.epoch, 0)
-        conn.send(NewLeader(newleader_zxid))
+        for frame in sync_frames(plan, list(st.entries_after(plan.from_zxid)), newleader_zxid):
+            conn.send(frame)
         learner.forwarding = True
 
         while True:
-            msg = await conn.recv(sync_s if learner.newleader_acked else init_s)
+            msg = await conn.recv(learner_read_timeout(learner.newleader_acked, init_s, sync_s))
             learner.last_heard = self._clock()
             if isinstance(msg, Ack):
                 if not learner.newleader_acked and msg.zxid == newleader_zxid:
@@ -625,8 +619,8 @@ class Broadcast:
             break
         if conn is None or leader_info is None:
             return self._lost(REASON_CANNOT_CONNECT, last_err)
-        self._emit("connection_opened", {"peer": leader_sid, "port": "quorum",
-                                          "direction": "out", "reason": self.role})
+        self._emit("connection_opened", {"peer": leader_sid, "port": "quorum", "direction": "out",
+                                          "reason": self.role, "remote": conn.remote})
         reason = REASON_LEADER_CLOSED
         try:
             reason = await self._learner_run(conn, leader_sid, leader_info, init_s, sync_s)
@@ -658,35 +652,21 @@ class Broadcast:
             return self._lost(REASON_EPOCH_OLDER,
                               f"leader proposed epoch {li.epoch} < accepted epoch {st.accepted_epoch}")
 
-        mode, from_zxid, to_zxid = SyncMode.NONE, st.last_zxid, st.last_zxid
-        pending: list[Txn] = []
-        while True:
-            msg = await conn.recv(init_s)
-            if isinstance(msg, Trunc):
-                st.truncate_after(msg.zxid)
-                mode, from_zxid = SyncMode.TRUNC, st.last_zxid
-            elif isinstance(msg, Diff):
-                if mode is not SyncMode.TRUNC and msg.to_zxid != msg.from_zxid:
-                    mode = SyncMode.DIFF
-                to_zxid = msg.to_zxid
-            elif isinstance(msg, Txn):
-                pending.append(msg)
-            elif isinstance(msg, NewLeader):
-                break
-            elif isinstance(msg, Ping):
-                pass
-            else:
-                raise ZabProtocolError(f"unexpected {type(msg).__name__} during sync")
-        epoch = epoch_of(msg.zxid)
-        if epoch != st.accepted_epoch:
-            raise ZabProtocolError(f"NEWLEADER epoch {epoch} != accepted epoch {st.accepted_epoch}")
+        sync = LearnerSync(st.last_zxid)
+        while not sync.done:
+            trunc = sync.feed(await conn.recv(init_s))
+            if trunc is not None:
+                st.truncate_after(trunc.zxid)
+                sync.truncated(st.last_zxid)
+        msg = sync.newleader
+        epoch = sync.epoch(st.accepted_epoch)
         # currentEpoch first, then the history (ZooKeeper 3.8's order): a crash in
         # between leaves txns of an epoch we have not yet declared nowhere.
         st.set_current_epoch(epoch)
-        for t in pending:
+        for t in sync.pending:
             if t.zxid > st.last_zxid:
                 st.append(t.zxid, t.payload)
-        to_zxid = st.last_zxid
+        mode, from_zxid, to_zxid = sync.mode, sync.from_zxid, st.last_zxid
         self._established(epoch)
         conn.send(Ack(msg.zxid))
         if epoch_of(st.last_zxid) == epoch:
@@ -694,7 +674,7 @@ class Broadcast:
 
         while True:
             # initLimit until UPTODATE: the leader only starts pinging once a quorum synced
-            msg = await conn.recv(sync_s if self.synced else init_s)
+            msg = await conn.recv(leader_read_timeout(self.synced, init_s, sync_s))
             if isinstance(msg, Ping):
                 conn.send(Ping())
             elif isinstance(msg, Proposal):

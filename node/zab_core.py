@@ -1,8 +1,14 @@
-"""Sans-I/O parts of the broadcast phase: wire codec and the leader's bookkeeping.
+"""Sans-I/O parts of the broadcast phase: wire codec, the leader's bookkeeping and rules.
 
 The asyncio shell (`node.zab`) owns sockets, timers and the disk; everything
 here is a pure function of its inputs so it can be tested table-driven. The
 protocol itself (message sequence, timing) is described in `node.zab`.
+
+The rules a leader and a learner decide by — the epoch to propose, what a
+learner does with LEADERINFO, which ACKEPOCHs count, when a follower is ahead,
+the sync frames, who counts as synced and alive — live here, and both the
+asyncio shell and the simulator (`node.sim_zab`) call them, so a bug in one of
+them is the same bug in simulation and in real processes.
 
 Frame: int32 length (1..MAX_FRAME) then a body whose first byte is the
 message type. Integers are big-endian; zxids and epochs are int64.
@@ -14,7 +20,7 @@ import enum
 import struct
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Callable, Iterable, Union
+from typing import Any, Callable, Iterable, Protocol, Sequence, Union
 
 from node.codec import FrameDecoder as _ElectionFrameDecoder
 from node.codec import ProtocolError
@@ -50,6 +56,17 @@ __all__ = [
     "epoch_to_propose",
     "learner_epoch_action",
     "is_more_recent",
+    "LearnerView",
+    "voting_quorum",
+    "counted_epoch_acks",
+    "learner_ahead",
+    "newleader_acks",
+    "synced_and_heard",
+    "keeps_quorum",
+    "learner_read_timeout",
+    "leader_read_timeout",
+    "sync_frames",
+    "LearnerSync",
 ]
 
 MAX_FRAME = (1 << 20) + 64
@@ -273,6 +290,11 @@ class FrameDecoder:
         except ProtocolError as e:
             self.last_length = e.length
             self._error = ZabProtocolError(e.reason)
+            return
+        bad = self._inner.error
+        if bad is not None:  # frames before a bad length were kept; the stream ends here
+            self.last_length = bad.length
+            self._error = ZabProtocolError(bad.reason)
 
     def next_message(self) -> Message | None:
         if self._frames:
@@ -384,3 +406,129 @@ class ProposalTracker:
             del self.outstanding[z]
             done.append(z)
         return done
+
+
+# ---- the leader's rules (shared by node.zab and node.sim_zab) -----------------
+
+class LearnerView(Protocol):
+    """What the rules read of one learner connection at the leader."""
+
+    sid: int
+    observer: bool
+    last_heard: float
+    ack_epoch: AckEpoch | None
+    newleader_acked: bool
+
+
+def voting_quorum(sids: Iterable[int], verifier: Any) -> bool:
+    """Do the voters among `sids` form a quorum (observers and strangers never count)?"""
+    return bool(verifier.contains_quorum(set(sids) & set(verifier.voting_members)))
+
+
+def counted_epoch_acks(me: int, learners: Iterable[LearnerView]) -> set[int]:
+    """The leader plus every voter whose ACKEPOCH counts: -1 (epoch accepted before) does not."""
+    return {me} | {l.sid for l in learners
+                   if not l.observer and l.ack_epoch is not None and l.ack_epoch.current_epoch != -1}
+
+
+def learner_ahead(learners: Iterable[LearnerView], current_epoch: int, last_zxid: int) -> LearnerView | None:
+    """A voter whose counted ACKEPOCH is more recent than the leader: the leader must abort."""
+    for l in learners:
+        a = l.ack_epoch
+        if not l.observer and a is not None and a.current_epoch != -1 and is_more_recent(
+                a.current_epoch, a.last_zxid, current_epoch, last_zxid):
+            return l
+    return None
+
+
+def newleader_acks(me: int, learners: Iterable[LearnerView]) -> set[int]:
+    return {me} | {l.sid for l in learners if not l.observer and l.newleader_acked}
+
+
+def synced_and_heard(me: int, learners: Iterable[LearnerView], now: float, sync_limit: float) -> set[int]:
+    """The leader plus voters that ACKed NEWLEADER and were heard within syncLimit
+    (`now` and `sync_limit` in one unit): an open connection alone proves nothing."""
+    return {me} | {l.sid for l in learners
+                   if not l.observer and l.newleader_acked and now - l.last_heard <= sync_limit}
+
+
+def learner_read_timeout(newleader_acked: bool, init_limit: float, sync_limit: float) -> float | None:
+    """How long the leader waits for a learner's next message (ZooKeeper's
+    LearnerHandler socket timeout): initLimit until it ACKed NEWLEADER, then
+    syncLimit; past it the learner is dropped. None: wait for ever."""
+    return sync_limit if newleader_acked else init_limit
+
+
+def leader_read_timeout(synced: bool, init_limit: float, sync_limit: float) -> float:
+    """How long a learner waits for its leader's next message: initLimit until
+    UPTODATE (the leader pings only once a quorum synced), then syncLimit."""
+    return sync_limit if synced else init_limit
+
+
+def keeps_quorum(me: int, learners: Iterable[LearnerView], now: float, sync_limit: float,
+                 verifier: Any) -> tuple[bool, set[int]]:
+    """The leader's periodic check (ZooKeeper's synced()): does it still lead a quorum?"""
+    alive = synced_and_heard(me, learners, now, sync_limit)
+    return voting_quorum(alive, verifier), alive
+
+
+def sync_frames(plan: SyncPlan, entries: Sequence[tuple[int, bytes]], newleader_zxid: int) -> list["Message"]:
+    """What the leader sends a learner after its ACKEPOCH: [TRUNC] DIFF TXN* NEWLEADER.
+    `entries` are the leader's (zxid, payload) after `plan.from_zxid`."""
+    out: list[Message] = []
+    if plan.mode is SyncMode.TRUNC:
+        out.append(Trunc(plan.trunc_zxid))
+    out.append(Diff(plan.from_zxid, plan.to_zxid))
+    out.extend(Txn(z, p) for z, p in entries)
+    out.append(NewLeader(newleader_zxid))
+    return out
+
+
+@dataclass
+class LearnerSync:
+    """A learner's sync phase, fed the leader's frames in order: [TRUNC] DIFF TXN* NEWLEADER.
+
+    :meth:`feed` returns the TRUNC the caller must apply to its log at once
+    (then :meth:`truncated` with the new last zxid); after NEWLEADER, ``done``
+    holds, :meth:`epoch` checks it against the acceptedEpoch, and the caller
+    stores currentEpoch first, then appends ``pending`` (ZooKeeper 3.8's order).
+    """
+
+    last_zxid: int
+    mode: SyncMode = SyncMode.NONE
+    from_zxid: int = -1
+    pending: list[Txn] = field(default_factory=list)
+    newleader: NewLeader | None = None
+
+    def __post_init__(self) -> None:
+        if self.from_zxid < 0:
+            self.from_zxid = self.last_zxid
+
+    @property
+    def done(self) -> bool:
+        return self.newleader is not None
+
+    def feed(self, msg: "Message") -> Trunc | None:
+        if isinstance(msg, Trunc):
+            return msg
+        if isinstance(msg, Diff):
+            if self.mode is not SyncMode.TRUNC and msg.to_zxid != msg.from_zxid:
+                self.mode = SyncMode.DIFF
+        elif isinstance(msg, Txn):
+            self.pending.append(msg)
+        elif isinstance(msg, NewLeader):
+            self.newleader = msg
+        elif not isinstance(msg, Ping):
+            raise ZabProtocolError(f"unexpected {type(msg).__name__} during sync")
+        return None
+
+    def truncated(self, last_zxid: int) -> None:
+        self.mode, self.from_zxid, self.last_zxid = SyncMode.TRUNC, last_zxid, last_zxid
+
+    def epoch(self, accepted_epoch: int) -> int:
+        """NEWLEADER's epoch, which must be the one this learner accepted."""
+        assert self.newleader is not None
+        epoch = self.newleader.zxid >> 32
+        if epoch != accepted_epoch:
+            raise ZabProtocolError(f"NEWLEADER epoch {epoch} != accepted epoch {accepted_epoch}")
+        return epoch

@@ -36,6 +36,9 @@ The checks, one module per concern:
   eligibility  leader_eligibility: no weight-0 or observer leader
   cost         election_cost: rounds, notifications, duration per election
   votes        vote_backing: every decision backed by the votes it received
+  rules        vote_rules: clock and proposal move only as lookForLeader moves them
+  lease        leader_lease: a leader cut off from its quorum steps down in time
+  links        interposition: every dialled connection goes through its link's proxy
 
 Adding an invariant: write ``check(ctx, spec) -> Finding`` and decorate it with
 ``@invariant("name")`` in a module imported here; :func:`check_all` then runs
@@ -53,10 +56,15 @@ from .logs import log_agreement
 from .eligibility import leader_eligibility
 from .cost import election_cost
 from .votes import vote_backing
+from .rules import vote_rules
+from .lease import leader_lease
+from .links import interposition
+from .writes import zk_log_agreement, zk_no_committed_txn_lost
 
 __all__ = [
     "InvariantResult", "Verdict", "VALID", "INVALID", "UNKNOWN", "DEFAULT_CONVERGENCE_S", "NodeView",
     "Voters", "Context", "Finding", "Check", "Invariant", "INVARIANTS", "invariant",
     "single_leader", "convergence", "out_of_election_join", "leader_validity", "no_committed_txn_lost",
-    "log_agreement", "leader_eligibility", "election_cost", "vote_backing", "check_all", "overall", "setup_failure",
+    "log_agreement", "leader_eligibility", "election_cost", "vote_backing", "vote_rules", "leader_lease",
+    "interposition", "check_all", "overall", "setup_failure", "zk_no_committed_txn_lost", "zk_log_agreement",
 ]

@@ -19,6 +19,7 @@ __all__ = [
     "InvariantResult", "Verdict", "VALID", "INVALID", "UNKNOWN", "DEFAULT_CONVERGENCE_S",
     "NodeView", "NodeStates", "Voters", "Context", "Finding", "Check", "Invariant", "INVARIANTS",
     "invariant", "check_all", "overall", "setup_failure", "as_int", "sid_of", "fmt_zxid",
+    "EVIDENCE_GAPS", "evidence_gap", "TARGET_CHECKS", "target_invariant",
 ]
 
 VALID, INVALID, UNKNOWN = Verdict.VALID, Verdict.INVALID, Verdict.UNKNOWN
@@ -258,8 +259,11 @@ class Context:
         return None
 
     def agreement(self, nodes: NodeStates) -> tuple[int, int | None] | None:
-        """(leader, epoch) when a quorum of voters is live and every live voter
-        is LEADING or FOLLOWING one leader in one epoch."""
+        """(leader, epoch) when a quorum of voters is live, every live voter
+        is LEADING or FOLLOWING one leader in one epoch, and the leader has
+        established that epoch with a quorum of them: agreeing on a vote is
+        not serving (a leader that never gathers its epoch's acks loops
+        through elections while everyone still names it)."""
         live = [s for s in self.voters if s in nodes and nodes[s].live]
         if not live or not self.voters.is_quorum(live):
             return None
@@ -272,6 +276,9 @@ class Context:
             n = nodes[s]
             if s != leader and not (n.state == "FOLLOWING" and n.leader == leader and n.epoch == epoch):
                 return None
+        if epoch is None or nodes[leader].established != epoch or not self.voters.is_quorum(
+                [s for s in live if nodes[s].established == epoch]):
+            return None
         return leader, epoch
 
     def _why_not_formed(self) -> str | None:
@@ -367,9 +374,45 @@ def check_all(journal: Journal, specs: Mapping[str, Mapping[str, Any]] | None = 
         specs = {name: {} for name in INVARIANTS}
     results = []
     for name, spec in specs.items():
-        inv = INVARIANTS.get(name)
+        kind = getattr(journal.run.target, "kind", None) or "fle"
+        inv = TARGET_CHECKS.get((kind, name)) or INVARIANTS.get(name)
+        gap = evidence_gap(journal, name)
         if inv is None:
             results.append(InvariantResult(name, Verdict.UNKNOWN, f"no invariant named {name!r}"))
+        elif gap is not None:
+            results.append(InvariantResult(name, Verdict.UNKNOWN, f"no evidence on {journal.run.target.kind}: {gap}"))
         else:
             results.append(inv.judge(ctx, spec if isinstance(spec, Mapping) else {}))
     return results
+
+
+EVIDENCE_GAPS: Mapping[str, Mapping[str, str]] = MappingProxyType({
+    "zookeeper": MappingProxyType({
+        "leader_validity": "ZooKeeper's log does not say which path (quorum or out of election) decided "
+                           "an election, nor the peerEpoch a node started it with",
+        "vote_backing": "ZooKeeper's log does not say which path and round decided an election",
+        "out_of_election_join": "ZooKeeper's log does not say whether a join was decided out of election",
+        "election_cost": "ZooKeeper logs only the notifications it broadcasts while LOOKING, "
+                         "not its replies, so rounds and notification counts are incomplete",
+        "vote_rules": "ZooKeeper's log does not show each notification its election loop consumes "
+                      "next to the sends that answer it, so proposal changes cannot be replayed",
+    }),
+})
+"""target kind -> invariant -> why that target's journal holds no evidence for it."""
+
+
+TARGET_CHECKS: dict[tuple[str, str], Invariant] = {}
+"""(target kind, invariant) -> the check that judges that invariant on that
+target's evidence (ZooKeeper: the client workload's read-back)."""
+
+
+def target_invariant(kind: str, name: str) -> Callable[[Check], Invariant]:
+    def register(check: Check) -> Invariant:
+        TARGET_CHECKS[(kind, name)] = inv = Invariant(name, check, (check.__doc__ or "").strip())
+        return inv
+    return register
+
+
+def evidence_gap(journal: Journal, name: str) -> str | None:
+    target = getattr(journal.run, "target", None)
+    return EVIDENCE_GAPS.get(getattr(target, "kind", None) or "fle", {}).get(name)

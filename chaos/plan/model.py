@@ -166,6 +166,7 @@ class Ensemble:
     txn_interval_ms: int = 100
     protocol: str = "3.8"
     start: tuple[int, ...] | None = None   # sids started at setup; None = every sid
+    target: str | None = None              # what runs it (chaos.targets); the CLI's --target wins
 
     @property
     def initial(self) -> tuple[int, ...]:
@@ -229,7 +230,8 @@ class Ensemble:
                 "tick_time_ms": self.tick_time_ms, "init_limit": self.init_limit,
                 "sync_limit": self.sync_limit, "txn_interval_ms": self.txn_interval_ms,
                 "protocol": self.protocol,
-                "start": list(self.start) if self.start is not None else None}
+                "start": list(self.start) if self.start is not None else None,
+                **({"target": self.target} if self.target else {})}
 
 
 @dataclass(frozen=True, slots=True)
@@ -1092,6 +1094,62 @@ class Snapshot(Step):
         return {**self._head(), "node": self.node.to_json(), "as": self.name}
 
 
+# Malformed election frames `inject` can send, each a way a receiver must
+# survive (ZK-3769: a short notification killed 3.6's receiver thread).
+INJECT_FRAMES: dict[str, str] = {
+    "short": "a 20-byte notification (a receiver needs at least 28)",
+    "bad_state": "a 40-byte notification with server state code 7",
+    "config_overflow": "a version-2 notification whose configLength runs past the frame",
+    "random": "64 seeded random bytes",
+    "zero_length": "a frame header of length 0 (the receiver must drop the connection)",
+    "oversize": "a frame header above PACKETMAXSIZE, 524288 (the receiver must drop the connection)",
+}
+_DEFAULT_INJECT = ("short", "bad_state", "config_overflow", "random")
+
+
+@step_kind("inject")
+@dataclass(frozen=True, slots=True)
+class Inject(Step):
+    """`inject: {node: SEL, frames: [short, ...], from: SID}`: connect to each
+    selected node's election port as peer `from` (default: an unknown sid
+    above every member, so no real link is replaced) and send a handshake
+    followed by malformed frames, then hang up. A correct receiver logs them
+    and goes on; one that dies on them goes deaf, and the next election
+    shows it. Bad input on the wire must never take a peer down."""
+
+    target: Selector
+    frames: tuple[str, ...] = _DEFAULT_INJECT
+    sender: int | None = None
+    path: str = ""
+    label: str = ""
+
+    schema = {"type": "object", "properties": {
+        "node": _SELECTOR,
+        "frames": {"type": "array", "minItems": 1, "items": {"enum": list(INJECT_FRAMES)}},
+        "from": {"type": "integer", "minimum": 0}},
+        "required": ["node"], "additionalProperties": False}
+
+    @classmethod
+    def parse(cls, kind: str, value: Any, ctx: "StepContext") -> "Inject | None":
+        if not isinstance(value, dict):
+            return None
+        node = ctx.selector(value.get("node"), ctx.path + ("node",)) if "node" in value else None
+        frames = value.get("frames", list(_DEFAULT_INJECT))
+        ok = isinstance(frames, list) and bool(frames) and all(f in INJECT_FRAMES for f in frames)
+        sender = value.get("from")
+        if sender is not None and (not isinstance(sender, int) or isinstance(sender, bool) or sender < 0):
+            return None
+        if node is None or not ok:
+            return None
+        return cls(node, tuple(frames), sender, ctx.step_path, ctx.label)
+
+    def describe(self) -> str:
+        return f"inject {', '.join(self.frames)} into {self.target}"
+
+    def to_json(self) -> dict[str, Any]:
+        return {**self._head(), "node": self.target.to_json(), "frames": list(self.frames), "from": self.sender}
+
+
 # What a nemesis may do; each is undone by the nemesis itself before it ends.
 NEMESIS_FAULTS: tuple[str, ...] = ("kill", "pause", "restart", "partition", "latency",
                                    "reset_peer", "silent_death")
@@ -1218,12 +1276,8 @@ class Plan:
     invariants: tuple[InvariantSpec, ...]
     steps: tuple[Step, ...]
     source_path: str = ""
-    # What the plan can run against (`chaos run --target`); empty: any target.
-    # Names are not checked against chaos.targets.TARGETS, which may lack one here.
-    targets: tuple[str, ...] = ()
-
-    def runs_on(self, target: str) -> bool:
-        return not self.targets or target in self.targets
+    targets: tuple[str, ...] | None = None   # the targets it applies to (None: every one)
+    targets_reason: str = ""                 # why not the others
 
     def invariant(self, name: str) -> InvariantSpec | None:
         return next((i for i in self.invariants if i.name == name), None)
@@ -1234,4 +1288,5 @@ class Plan:
                 "time_limit_s": self.time_limit_s, "source_path": self.source_path,
                 "ensemble": self.ensemble.to_json(),
                 "invariants": [i.to_json() for i in self.invariants],
-                "steps": [s.to_json() for s in self.steps]}
+                "steps": [s.to_json() for s in self.steps],
+                **({"targets": list(self.targets), "targets_reason": self.targets_reason} if self.targets else {})}

@@ -319,11 +319,29 @@ class _Semantic:
         invariants = self.parse_invariants(d.get("invariants"), ("invariants",))
         self.prescan(d.get("steps"), ("steps",))
         steps = self.parse_steps(d.get("steps"), ("steps",), Scope())
-        targets = d.get("targets")
-        targets = tuple(t for t in targets if isinstance(t, str)) if isinstance(targets, list) else ()
+        targets = self.parse_targets(d.get("targets"), ("targets",))
+        reason = d.get("targets_reason") if isinstance(d.get("targets_reason"), str) else ""
+        if reason and not targets:
+            self.err(("targets_reason",), "targets_reason without targets: say which targets the plan is for")
         return Plan(name=name, description=description, seed=seed,
                     time_limit_s=self.time_limit_s, ensemble=self.ensemble,
-                    invariants=invariants, steps=steps, source_path=file, targets=targets)
+                    invariants=invariants, steps=steps, source_path=file,
+                    targets=targets, targets_reason=reason)
+
+    def _target_name(self, value: Any, path: PathT) -> str | None:
+        from chaos.targets import TARGETS   # here: chaos.targets imports the plan model
+        if not isinstance(value, str):
+            return None   # the schema pass says why
+        if value not in TARGETS:
+            self.err(path, f"unknown target {value!r}; known: {', '.join(sorted(TARGETS))}")
+            return None
+        return value
+
+    def parse_targets(self, value: Any, path: PathT) -> tuple[str, ...] | None:
+        if not isinstance(value, list):
+            return None
+        names = [self._target_name(v, path + (i,)) for i, v in enumerate(value)]
+        return tuple(dict.fromkeys(n for n in names if n)) or None
 
     # ---- ensemble
 
@@ -417,7 +435,8 @@ class _Semantic:
             init_limit=self.int_(e.get("init_limit"), path + ("init_limit",), 10, 1),
             sync_limit=self.int_(e.get("sync_limit"), path + ("sync_limit",), 5, 1),
             txn_interval_ms=self.duration_ms(e.get("txn_interval"), path + ("txn_interval",), 100),
-            protocol=protocol, start=start)
+            protocol=protocol, start=start,
+            target=self._target_name(e.get("target"), path + ("target",)) if "target" in e else None)
 
     # ---- invariants
 

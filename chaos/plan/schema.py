@@ -84,6 +84,9 @@ _INVARIANT_PARAMS: dict[str, dict[str, Any]] = {
                       "max_notifications": {"type": "integer", "minimum": 1},
                       "max_ms": _DUR},
     "vote_backing": {},
+    "vote_rules": {},
+    "leader_lease": {},
+    "interposition": {},
 }
 assert set(_INVARIANT_PARAMS) == set(INVARIANT_NAMES)
 
@@ -120,9 +123,6 @@ PLAN_SCHEMA: dict[str, Any] = {
         "description": {"type": "string", "minLength": 1},
         "seed": {"type": ["integer", "null"]},
         "time_limit": _DUR,
-        "targets": {"type": "array", "minItems": 1, "uniqueItems": True,
-                    "items": {"type": "string", "pattern": "^[a-z][a-z0-9_-]*$",
-                              "x-expected": "a target name like fle or zookeeper"}},
         "ensemble": {
             "type": "object",
             "properties": {
@@ -140,6 +140,7 @@ PLAN_SCHEMA: dict[str, Any] = {
                              "x-expected": "protocol \"3.8\" or \"3.4\""},
                 "start": {"type": "array", "minItems": 1,
                           "items": {"type": "integer", "minimum": 1}},
+                "target": {"type": "string", "minLength": 1},
             },
             "required": ["nodes"],
             "additionalProperties": False,
@@ -150,6 +151,8 @@ PLAN_SCHEMA: dict[str, Any] = {
             "additionalProperties": False,
         },
         "steps": {"$ref": "#/$defs/steps", "minItems": 1},
+        "targets": {"type": "array", "minItems": 1, "items": {"type": "string", "minLength": 1}},
+        "targets_reason": {"type": "string", "minLength": 1},
     },
     "required": ["name", "description", "ensemble", "steps"],
     "additionalProperties": False,

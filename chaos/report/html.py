@@ -126,6 +126,9 @@ def _events(records: list[Record], keep: set[int]) -> tuple[list[dict], list[tup
     return rows, sorted(thinned.items()), dropped
 
 
+_WRITES_H = 22
+
+
 def _x(t: float, t_end: float) -> float:
     return round(_LEFT + (t / t_end if t_end > 0 else 0.0) * (_RIGHT - _LEFT), 1)
 
@@ -153,6 +156,18 @@ def _timeline_view(tl: Timeline, first_violation_t: float | None) -> dict[str, A
                          "title": f"n{lane.sid} {iv.state} epoch {_dash(iv.epoch)} leader {_dash(iv.leader)} "
                                   f"{iv.start:.2f}–{iv.end:.2f} s (seq {iv.seq})"})
         lanes.append({"sid": lane.sid, "name": lane.name, "role": lane.role, "y": y, "bars": bars})
+
+    # the client workload's acks (up) and errors (down) per second, one row
+    writes, writes_y = [], lanes_bottom + 2
+    if tl.writes:
+        peak = max(max(w.acks, w.errors) for w in tl.writes) or 1
+        for w in tl.writes:
+            x0, x1 = _x(max(0.0, w.t - 1.0), t_end), _x(w.t, t_end)
+            ha, he = round(_WRITES_H / 2 * w.acks / peak, 1), round(_WRITES_H / 2 * w.errors / peak, 1)
+            writes.append({"x": x0, "w": max(0.6, round(x1 - x0 - 0.4, 1)), "ya": round(writes_y + _WRITES_H / 2 - ha, 1),
+                           "ha": ha, "ye": writes_y + _WRITES_H / 2, "he": he, "seq": w.seq,
+                           "title": f"{w.t - 1.0:.0f}–{w.t:.0f} s: {w.acks} create(s) acknowledged, {w.errors} error(s)"})
+        lanes_bottom += _WRITES_H + 6
 
     shades, fault_rows, fault_boxes = [], [], []
     for f in tl.faults:
@@ -204,7 +219,8 @@ def _timeline_view(tl: Timeline, first_violation_t: float | None) -> dict[str, A
             "faults_hidden": len(fault_rows) - len(drawn_faults), "faults_top": faults_top,
             "steps": steps, "steps_hidden": sum(1 for st in steps if st["row"] is None),
             "ticks": ticks, "axis_y": axis_y, "lanes_bottom": lanes_bottom, "left": _LEFT, "right": _RIGHT,
-            "lane_h": _LANE_H, "violation_x": violation_x}
+            "lane_h": _LANE_H, "violation_x": violation_x, "writes": writes, "writes_y": writes_y,
+            "writes_h": _WRITES_H}
 
 
 def _ms(t: float, t0: float) -> str:

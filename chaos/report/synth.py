@@ -16,7 +16,7 @@ import dataclasses
 import json
 import os
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 from chaos.journal import JOURNAL_JSON, SCHEMA_VERSION
 from chaos.outcome import InvariantResult, Verdict, exit_code_for, overall
@@ -155,6 +155,12 @@ class JournalBuilder:
             self.state[s] = "LOOKING"
             self.leader_of[s] = -1
             self.status(s)
+            # its election links to the smaller sids, dialled through their proxies
+            for o in self.sids:
+                if o < s:
+                    self.ev(s, "connection_opened", peer=o, port="election", direction="out", reason="dialled",
+                            remote=next(lk.listen for lk in self.links
+                                       if (lk.src, lk.dst, lk.port) == (s, o, "election")))
             self.advance(0.01)
 
     def kill(self, sid: int) -> int:
@@ -188,25 +194,31 @@ class JournalBuilder:
         got = {s: 0 for s in voters}
         if notifications:
             step = duration / max(1, rounds * 2)
-            for r in range(rounds):
-                for a in voters:
+
+            def exchange(senders: list[int], vote_of: Callable[[int], int]) -> None:
+                for a in senders:
                     for b in voters:
-                        if a == b:
-                            continue
-                        vote = leader if r == rounds - 1 else a
-                        self.ev(a, "notification_sent", to=b, state="LOOKING", leader=vote,
-                                zxid=self.zxid[vote], round=rnd, peer_epoch=self.epoch[vote])
-                        sent[a] += 1
-                self.advance(step)
-                for a in voters:
+                        if a != b:
+                            vote = vote_of(a)
+                            self.ev(a, "notification_sent", to=b, state="LOOKING", leader=vote,
+                                    zxid=self.zxid[vote], round=rnd, peer_epoch=self.epoch[vote])
+                            sent[a] += 1
+                self.advance(step / 2)
+                for a in senders:
                     for b in voters:
-                        if a == b:
-                            continue
-                        vote = leader if r == rounds - 1 else a
-                        self.ev(b, "notification_received", **{"from": a}, state="LOOKING", leader=vote,
-                                zxid=self.zxid[vote], round=rnd, peer_epoch=self.epoch[vote], version=2)
-                        got[b] += 1
-                self.advance(step)
+                        if a != b:
+                            vote = vote_of(a)
+                            self.ev(b, "notification_received", **{"from": a}, state="LOOKING", leader=vote,
+                                    zxid=self.zxid[vote], round=rnd, peer_epoch=self.epoch[vote], version=2)
+                            got[b] += 1
+                self.advance(step / 2)
+
+            for r in range(rounds - 1):
+                exchange(voters, lambda a: a)
+            # The last exchange as FLE orders it: the leader's own vote arrives
+            # first, and the others adopt it in answer (vote_rules replays this).
+            exchange([leader] if leader in voters else [], lambda a: leader)
+            exchange([a for a in voters if a != leader], lambda a: leader)
         else:
             self.advance(duration)
         new_epoch = epoch if epoch is not None else max(self.epoch[s] for s in voters + [leader]) + 1

@@ -20,9 +20,10 @@ from collections import Counter, defaultdict, deque
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
-from chaos.records import Fault, Journal, Link, NodeEvent, Process, Status, StepFinished, StepStarted
+from chaos.records import (Fault, Journal, Link, NodeEvent, Process, Status, StepFinished, StepStarted,
+                           WorkloadTick)
 
-__all__ = ["Interval", "Lane", "FaultBand", "StepMark", "Message", "Mark", "Election", "Timeline", "build",
+__all__ = ["Interval", "Lane", "FaultBand", "StepMark", "Message", "Mark", "Election", "WritesTick", "Timeline", "build",
            "MAX_MESSAGES", "links_text"]
 
 MAX_MESSAGES = 400  # per election drawn; the rest are counted, not drawn
@@ -126,12 +127,23 @@ class Election:
 
 
 @dataclass(frozen=True, slots=True)
+class WritesTick:
+    """One second of the client workload (``workload_tick``), ending at ``t``."""
+
+    t: float
+    acks: int
+    errors: int
+    seq: int
+
+
+@dataclass(frozen=True, slots=True)
 class Timeline:
     t_end: float
     lanes: tuple[Lane, ...]
     faults: tuple[FaultBand, ...]
     steps: tuple[StepMark, ...]
     elections: tuple[Election, ...]
+    writes: tuple[WritesTick, ...] = ()
 
 
 def _num(x: Any, default: float = 0.0) -> float:
@@ -342,7 +354,8 @@ def build(journal: Journal) -> Timeline:
         lanes.append(Lane(sid, (meta.name if meta else "") or f"n{sid}", (meta.role if meta else "") or "participant",
                           tuple(iv for k, iv in enumerate(ivs) if iv.end > iv.start or k == len(ivs) - 1)))
     elections = _elections(windows, sends, recvs, established)
-    return Timeline(t_end, tuple(lanes), tuple(faults), tuple(steps), tuple(elections))
+    writes = tuple(WritesTick(r.t, r.acks, r.errors, r.seq) for r in records if isinstance(r, WorkloadTick))
+    return Timeline(t_end, tuple(lanes), tuple(faults), tuple(steps), tuple(elections), writes)
 
 
 def _vote_text(v: Any) -> str:

@@ -15,7 +15,8 @@ from typing import Callable, Iterable, Mapping, Protocol
 from chaos import procs
 from chaos.plan.model import Ensemble as EnsembleSpec
 
-__all__ = ["Target", "TargetFactory", "TARGETS", "register_target", "create_target", "NodeEndpoints"]
+__all__ = ["Target", "TargetFactory", "TARGETS", "register_target", "create_target", "NodeEndpoints",
+           "preflight"]
 
 NodeEndpoints = Mapping[int, tuple[int, Path | None]]
 """sid -> (client port answering 4lw, events.jsonl path or None)."""
@@ -62,9 +63,27 @@ def create_target(kind: str, *args, **kwargs) -> Target:
     return factory(*args, **kwargs)
 
 
+def preflight(kind: str, links: str | None = None, home: str | None = None) -> str | None:
+    """None when a run of ``kind`` can start here; else one line saying what is
+    missing (the CLI exits 3 with it)."""
+    factory = TARGETS.get(kind)
+    if factory is None:
+        return f"unknown target {kind!r}; known: {', '.join(sorted(TARGETS))}"
+    check = getattr(factory, "missing_requirements", None)
+    problem = check(home) if check is not None else None
+    if problem:
+        return problem
+    if (links or getattr(factory, "default_links", "config")) == "netns":
+        from chaos.netns import missing_requirements
+        return missing_requirements()
+    return None
+
+
 def _register_builtin() -> None:
     from chaos.targets.fle import FleTarget
+    from chaos.targets.zookeeper import ZooKeeperTarget
     register_target("fle", FleTarget)
+    register_target("zookeeper", ZooKeeperTarget)
 
 
 _register_builtin()

@@ -8,6 +8,9 @@ Layout inside the run dir (DESIGN.md §1 is the only contract with the node)::
 Node i's zoo.cfg lists every other node j at the listen ports of the proxies
 i→j (election and quorum), and itself at its real ports; so every byte
 between two nodes crosses the proxy of the direction that dialled.
+With ``--links netns`` (``net``, :mod:`chaos.netns`) each node runs in its
+own namespace and every zoo.cfg names the real addresses; the host's DNAT
+rules send each connection to its proxy.
 """
 from __future__ import annotations
 
@@ -19,12 +22,15 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable, Mapping
+from typing import TYPE_CHECKING, Callable, Iterable, Mapping
 
 import psutil
 
 from chaos import procs
 from chaos.plan.model import Ensemble as EnsembleSpec
+
+if TYPE_CHECKING:
+    from chaos.netns import NetnsLinks
 
 __all__ = ["NodeInfo", "ProcState", "FleTarget", "PROJECT_ROOT", "MAX_NOTIFICATION_INTERVAL_MS"]
 
@@ -78,8 +84,9 @@ class FleTarget:
     def __init__(self, run_dir: Path, spec: EnsembleSpec, real_ports: Iterable[int],
                  link_ports: LinkPorts, *, registry: procs.RunRegistry | None = None,
                  on_process: Callable[..., None] = lambda **kw: None,
-                 python: str = sys.executable) -> None:
+                 python: str = sys.executable, net: "NetnsLinks | None" = None) -> None:
         self.run_dir = Path(run_dir).resolve()
+        self.net = net
         self.spec = spec
         self.link_ports = dict(link_ports)
         self.registry = registry
@@ -110,7 +117,7 @@ class FleTarget:
             f"syncLimit={s.sync_limit}",
             f"dataDir={me.data_dir}",
             f"clientPort={me.client_port}",
-            "clientPortAddress=127.0.0.1",
+            f"clientPortAddress={self.host(sid)}",
             "4lw.commands.whitelist=*",
             "electionAlg=3",
             f"txnIntervalMs={s.txn_interval_ms}",
@@ -120,12 +127,12 @@ class FleTarget:
         if me.role == "observer":
             lines.append("peerType=observer")
         for j, other in sorted(self.nodes.items()):
-            if j == sid:
+            if j == sid or self.net is not None:
                 q, e = other.quorum_port, other.election_port
             else:
                 q, e = self.link_ports[(sid, j, "quorum")], self.link_ports[(sid, j, "election")]
             suffix = ":observer" if other.role == "observer" else ""
-            lines.append(f"server.{j}=127.0.0.1:{q}:{e}{suffix}")
+            lines.append(f"server.{j}={self.host(j)}:{q}:{e}{suffix}")
         if s.groups:
             for gid, members in enumerate(s.groups, start=1):
                 lines.append(f"group.{gid}=" + ":".join(str(m) for m in members))
@@ -140,12 +147,19 @@ class FleTarget:
             (n.data_dir / "myid").write_text(f"{sid}\n")
             n.cfg_path.write_text(self.zoo_cfg(sid))
 
+    def host(self, sid: int) -> str:
+        """Where node ``sid`` listens: loopback, or its namespace's address."""
+        return self.net.net.address(sid) if self.net is not None else "127.0.0.1"
+
     # ------------------------------------------------------------------ processes
     def _argv(self, n: NodeInfo) -> list[str]:
         # -S: no `site`. The node needs only the standard library and this
         # project (on PYTHONPATH); site-packages' .pth hooks cost each of the
         # n interpreters that start at once ~10 ms of CPU (of ~105).
-        return [self.python, "-S", "-m", "node", "--config", str(n.cfg_path),
+        # In a namespace `nsenter` execs the node: the pid, and the parent
+        # that `--parent-pid` names, stay the same.
+        prefix = self.net.exec_prefix(n.sid) if self.net is not None else []
+        return [*prefix, self.python, "-S", "-m", "node", "--config", str(n.cfg_path),
                 "--parent-pid", str(os.getpid())]
 
     def _env(self) -> dict[str, str]:
@@ -290,6 +304,9 @@ class FleTarget:
 
     def endpoints(self) -> dict[int, tuple[int, Path | None]]:
         return {s: (n.client_port, n.events_path) for s, n in self.nodes.items()}
+
+    def hosts(self) -> dict[int, str]:
+        return {s: self.host(s) for s in self.nodes}
 
     def log_summary(self, sid: int) -> dict:
         """The node's txn log as ``LogSummary`` fields, read without writing."""

@@ -202,3 +202,30 @@ def test_a_nemesis_journals_plain_children_and_replays_them_exactly(tmp_path):
     assert applied <= undone
     again, out2 = _run(tmp_path, "nem_replay", NEMESIS, "--seed", "77", "--replay", str(tmp_path / "nem"))
     assert _children(again) == kids, out2
+
+
+INJECT = """\
+name: garbage
+description: A stranger sends malformed election frames to every node; each logs them and keeps serving.
+seed: 6
+time_limit: 40s
+ensemble: {nodes: 3}
+steps:
+  - wait: {for: stable, timeout: 20s}
+  - inject: {node: all, frames: [short, bad_state, config_overflow, random, oversize]}
+  - kill: leader
+  - wait: {for: leader, timeout: 10s}
+"""
+
+
+def test_injected_garbage_is_logged_and_every_receiver_keeps_hearing_votes(tmp_path):
+    j, out = _run(tmp_path, "garbage", INJECT)
+    assert j["verdict"] == "valid", out
+    step = records(j, "step_finished", kind="inject")[0]
+    assert step["ok"] and step["resolved"]["node"] == [1, 2, 3] and step["resolved"]["from"] == 1003
+    for sid in (1, 2, 3):
+        bad = [r for r in records(j, "node_event", sid=sid, event="malformed_frame") if r.get("peer") == 1003]
+        assert len(bad) >= 4, (sid, bad)   # four payloads; the oversize header ends the connection
+        assert {r["port"] for r in bad} == {"election"}
+    # the election after the kill was heard: the survivors decided on notifications
+    assert records(j, "node_event", event="election_finished")

@@ -9,7 +9,7 @@ from chaos.journal import JournalWriter, load
 from chaos.outcome import InvariantResult, Verdict
 from chaos.records import (RECORD_TYPES, NotificationsCapped, SCHEMA_VERSION, Fault, Journal, LogSummary, NodeEvent, Process,
                            Record, RunFinished, RunStarted, Status, StepFinished, StepStarted, Teardown,
-                           UnknownRecord)
+                           UnknownRecord, WorkloadReadback, WorkloadTick)
 
 SAMPLES = {
     RunStarted: {"seed": 7, "command": "chaos run x.yaml"},
@@ -26,6 +26,9 @@ SAMPLES = {
     NotificationsCapped: {"sid": 2, "election_seq": 40, "logical_clock": 3, "kept": 5000,
                           "dropped_sent": 812, "dropped_received": 790, "cap": "election"},
     RunFinished: {"verdict": "valid", "exit_code": 0},
+    WorkloadTick: {"second": 12, "acks": 19, "errors": 1},
+    WorkloadReadback: {"sid": 2, "acked": 300, "held": 299, "missing_count": 1,
+                       "missing": ["/fle-chaos/w-0000000041"], "extra_count": 0, "digest": "ab12", "error": None},
 }
 
 

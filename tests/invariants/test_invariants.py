@@ -176,6 +176,26 @@ def test_convergence_within_bound_is_valid_and_reports_time():
     assert "leader 2" in r.message and "2." in r.message
 
 
+def test_agreeing_on_a_leader_that_never_establishes_its_epoch_is_not_convergence():
+    """Everyone names node 3, but it never gathers its epoch's acks (an epoch
+    proposed twice, say): the ensemble loops through elections and never serves."""
+    b, _ = formed()
+    b.advance(1)
+    b.fault("requested", "f1", "kill", {"node": 3})
+    b.kill(3)
+    b.fault("undone", "f1", "kill", {"node": 3})
+    b.advance(0.5)
+    b.election(2, [1, 2], established=False)
+    b.advance(20)
+    b.status(1)
+    r = convergence(journal(b), {"within": "15s"})
+    assert r.verdict == "invalid"
+    assert "did not agree on one leader within 15 s" in r.message and "1:FOLLOWING→2, 2:LEADING" in r.message
+    b.ev(2, "epoch_established", epoch=2, role="leader", leader=2, last_zxid=0)
+    b.ev(1, "epoch_established", epoch=2, role="follower", leader=2, last_zxid=0)
+    assert convergence(journal(b), {"within": "40s"}).verdict == "valid"
+
+
 def test_no_agreement_within_bound_is_invalid_with_last_disagreement():
     b, _ = formed()
     b.advance(1)

@@ -149,9 +149,12 @@ def test_two_managers_exchange_and_larger_sid_dials(first):
                 await asyncio.sleep(0.3)
                 assert linked()
                 # The surviving link: 2 dialled it ("out"), 1 accepted it ("in").
-                assert a.named("connection_opened")[-1] == {
-                    "peer": 2, "port": "election", "direction": "in", "reason": "accepted"}
-                assert b.named("connection_opened")[-1]["direction"] == "out"
+                opened_in = dict(a.named("connection_opened")[-1])
+                assert opened_in.pop("remote").startswith("127.0.0.1:")   # 2's ephemeral port
+                assert opened_in == {"peer": 2, "port": "election", "direction": "in", "reason": "accepted"}
+                opened_out = b.named("connection_opened")[-1]
+                assert opened_out["direction"] == "out"
+                assert opened_out["remote"] == f"127.0.0.1:{res.ports[0]}"  # the address it dialled: 1's
                 # On the wire: exactly one established connection, to 1's listen port.
                 est = [c for c in my_sockets_on({res.ports[0], res.ports[1]})
                        if c.status == psutil.CONN_ESTABLISHED and c.raddr]

@@ -19,7 +19,8 @@ REQUIRED_PLANS = {"leader_kill", "follower_restart", "leader_isolated", "minorit
                   "partial_frames", "observer_and_weights",
                   # issue 8: schedules that hunt
                   "stale_leader_notifications", "epoch_tie_without_txns", "silent_peer_death",
-                  "nemesis_one_minute", "rejoin_while_leader_isolated", "staggered_start"}
+                  "nemesis_one_minute", "rejoin_while_leader_isolated", "staggered_start",
+                  "followers_frozen", "observers_outnumber_voters", "garbage_notifications"}
 # Plans whose point is to differ from the nightly defaults, and how.
 LONG_PLANS = {"nemesis_one_minute": 90}          # a minute of faults; its wall time is ~65 s
 NO_TXN_PLANS = {"epoch_tie_without_txns"}         # txn_interval 0: equal zxids
@@ -40,7 +41,12 @@ def test_plan_validates(path):
     ens = plan.ensemble
     txn = 0 if plan.name in NO_TXN_PLANS else 100
     assert (ens.tick_time_ms, ens.init_limit, ens.sync_limit, ens.txn_interval_ms) == (200, 10, 5, txn)
-    assert isinstance(plan.steps[0], Wait) and plan.steps[0].condition is WaitCondition.STABLE
+    # Nothing but sleeping and starting nodes before the ensemble is stable: a fault
+    # before then would judge a run that never formed.
+    first = next(i for i, st in enumerate(plan.steps) if not (getattr(st, "kind", None) == "start"
+                                                              or type(st).__name__ == "Sleep"))
+    assert isinstance(plan.steps[first], Wait) and plan.steps[first].condition is WaitCondition.STABLE
+    assert first == 0 or ens.start, "only a staggered start may come before the first wait for stable"
     json.dumps(plan.to_json())
 
 
@@ -109,6 +115,8 @@ def test_the_hunting_plans_use_what_they_are_about():
     assert load_plan(ROOT / "plans" / "nemesis_one_minute.yaml").ensemble.nodes == 5
     assert "silent_death" in kinds("silent_peer_death")
     assert "silent_death" in kinds("stale_leader_notifications")
+    assert "inject" in kinds("garbage_notifications")
+    assert load_plan(ROOT / "plans" / "observers_outnumber_voters.yaml").ensemble.observers == 2
     tie = load_plan(ROOT / "plans" / "epoch_tie_without_txns.yaml")
     assert tie.ensemble.txn_interval_ms == 0 and {"snapshot", "restart"} <= kinds(tie.name)
     assert any(getattr(s, "snapshot", None) for s in iter_steps(tie.steps))

@@ -125,7 +125,10 @@ steps:
                                   {"name": "log_agreement", "params": {}},
                                   {"name": "leader_eligibility", "params": {}},
                                   {"name": "election_cost", "params": {}},
-                                  {"name": "vote_backing", "params": {}}]
+                                  {"name": "vote_backing", "params": {}},
+                                  {"name": "vote_rules", "params": {}},
+                                  {"name": "leader_lease", "params": {}},
+                                  {"name": "interposition", "params": {}}]
     toxic = data["steps"][0]
     assert toxic["attributes"] == {"latency": 1000}
     assert toxic["links"] == {"from": "leader", "to": 2, "port": "quorum", "direction": "one"}
@@ -138,7 +141,7 @@ def test_default_invariants_are_all_of_them():
     assert [i.name for i in plan.invariants] == ["single_leader", "convergence",
                                                  "out_of_election_join", "leader_validity",
                                                  "no_committed_txn_lost", "log_agreement",
-                                                 "leader_eligibility", "election_cost", "vote_backing"]
+                                                 "leader_eligibility", "election_cost", "vote_backing", "vote_rules", "leader_lease", "interposition"]
     assert plan.invariant("convergence").params["within"] == 15.0
     assert FrozenDict({"a": 1}) == {"a": 1}
 
@@ -148,31 +151,4 @@ def test_invariant_can_be_switched_off():
                       "invariants: {single_leader: {}, convergence: false}\nsteps: [{wait: stable}]\n")
     assert [i.name for i in plan.invariants] == [
         "single_leader", "out_of_election_join", "leader_validity", "no_committed_txn_lost", "log_agreement",
-        "leader_eligibility", "election_cost", "vote_backing"]
-
-
-_TARGETED = """\
-name: targeted
-description: runs on the named targets only
-targets: {targets}
-ensemble: {{nodes: 3}}
-steps:
-  - wait: {{for: stable}}
-"""
-
-
-def test_targets_name_what_a_plan_runs_on_and_default_to_any():
-    plan = parse_plan(_TARGETED.format(targets="[zookeeper]"), "t.yaml")
-    assert plan.targets == ("zookeeper",)
-    assert plan.runs_on("zookeeper") and not plan.runs_on("fle")
-    anywhere = parse_plan(_TARGETED.format(targets="[fle]").replace("targets: [fle]\n", ""), "t.yaml")
-    assert anywhere.targets == () and anywhere.runs_on("fle")
-
-
-@pytest.mark.parametrize("value,where", [("[Fle]", "3:11 targets[0]"), ("[]", "3:1 targets"),
-                                         ("[fle, fle]", "3:1 targets"), ("fle", "3:1 targets")])
-def test_bad_targets_are_named_by_line_and_column(value, where):
-    from chaos.plan import PlanError
-    with pytest.raises(PlanError) as e:
-        parse_plan(_TARGETED.format(targets=value), "t.yaml")
-    assert f"t.yaml:{where}" in str(e.value)
+        "leader_eligibility", "election_cost", "vote_backing", "vote_rules", "leader_lease", "interposition"]

@@ -142,17 +142,30 @@ def test_without_seeds_each_plan_runs_once_with_its_own_seed_and_k_selects(pytes
 
 def test_a_missing_target_or_simulator_skips_with_the_reason(pytester: pytest.Pytester, plans: Path):
     from chaos.cli import cli
-    from chaos.targets import TARGETS
-    items, _ = pytester.inline_genitems("-p", "chaos.pytest_plugin", "--chaos", str(plans / "zookeeper_only.yaml"),
-                                        "--chaos-target", "zookeeper")
-    reason = items[0].get_closest_marker("skip")
-    if "zookeeper" in TARGETS:
-        assert reason is None
-    else:
-        assert reason.kwargs["reason"].startswith("target zookeeper is not installed here (known: fle")
+    items, _ = pytester.inline_genitems("-p", "chaos.pytest_plugin", "--chaos", str(plans / "ok.yaml"),
+                                        "--chaos-target", "nosuch")
+    assert items[0].get_closest_marker("skip").kwargs["reason"].startswith(
+        "target nosuch is not installed here (known: fle")
     items, _ = pytester.inline_genitems("-p", "chaos.pytest_plugin", "--chaos", str(plans / "ok.yaml"), "--chaos-sim")
     reason = items[0].get_closest_marker("skip")
     assert (reason is None) if "sim" in cli.commands else (reason.kwargs["reason"] == SIM_MISSING)
+
+
+def test_chaos_sim_items_run_in_the_simulator(pytester: pytest.Pytester, plans: Path):
+    from chaos.cli import cli
+    if "sim" not in cli.commands:
+        pytest.skip(SIM_MISSING)
+    out = pytester.path / "sim-runs"
+    res = pytester.runpytest_subprocess("-p", "chaos.pytest_plugin", "--chaos", str(plans / "ok.yaml"),
+                                        str(plans / "invalid.yaml"), "--chaos-sim", "--chaos-seeds", "2:3",
+                                        f"--chaos-out={out}", timeout=300)
+    res.assert_outcomes(passed=1, failed=1)
+    assert "replay:  chaos sim plans/invalid.yaml --seed 2 --repeat 1" in res.stdout.str()
+    for name in ("ok-seed2", "invalid-seed2"):
+        j = json.loads((out / name / "journal.json").read_text())
+        assert j["run"]["seed"] == 2 and j["run"].get("simulated") is True
+    assert not list(out.glob(".sim-*")), "the simulator's scratch dirs are gone"
+    assert "ok-seed2" in (out / "index.html").read_text()
 
 
 @pytest.mark.parametrize("args,message", [

@@ -1,0 +1,211 @@
+"""vote_rules: each LOOKING node moves its logical clock and its proposal only
+the way lookForLeader moves them.
+
+Theory of operation. ``vote_backing`` judges *decisions*; a bug in how a node
+*reaches* its proposal (a tie-break, the order of epoch and zxid, a stale
+round, a round jump) can still end in a decision every check accepts, because
+every node applies the same wrong rule. The node logs each notification it
+receives before its core handles it, and each one the core sends, in the
+core's own order (node/server.py), so the send that follows a receive is the
+core's answer to it. From those events this check replays the seed's loop:
+
+* **clock**: ``election_started.logical_clock`` is above the round the same
+  process decided its previous election in (lookForLeader increments the
+  logical clock first; an out-of-election decision may lower it to the
+  ensemble's round, never raise the next one less).
+* **rounds**: within an election the rounds of its LOOKING notifications to
+  voters never go down.
+* **round jump**: a LOOKING notification in a round above the clock answers a
+  notification of that round from a voter, and proposes that notification's
+  vote if it beats the node's own initial vote (totalOrderPredicate, with the
+  ensemble's weights), else the initial vote.
+* **proposal change**: inside one round the proposal changes only to the vote
+  of the notification just received, which must be of the same round, from a
+  voter, and beat the old proposal.
+
+Only LOOKING notifications to voters count: the answer to an observer carries
+the node's last *decided* vote (WorkerReceiver), not its proposal. An
+election whose notification events are incomplete (a node or journal cap)
+turns a violation into ``unknown (capped)``; nothing is judged without events.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+from chaos.records import NodeEvent, NotificationsCapped, Process
+from zkrules.vote import total_order_predicate
+
+from .core import Context, Finding, as_int, invariant
+
+__all__ = ["vote_rules"]
+
+VoteT = tuple[int, int, int]  # (leader, zxid, peer_epoch)
+
+
+@dataclass(slots=True)
+class _Election:
+    start: NodeEvent
+    clock: int
+    init: VoteT | None
+    prop: VoteT | None
+    last_received: NodeEvent | None = None
+    suppressed: bool = False
+
+
+@dataclass(slots=True)
+class _Node:
+    decided_round: int | None = None      # round of this process's last decision
+    election: _Election | None = None
+
+
+@dataclass(slots=True)
+class _Tally:
+    elections: int = 0
+    changes: int = 0
+    jumps: int = 0
+    unsure: list[str] = field(default_factory=list)
+
+
+def _vote(d: Any) -> VoteT | None:
+    if not isinstance(d, Mapping):
+        return None
+    v = (as_int(d.get("leader")), as_int(d.get("zxid")), as_int(d.get("peer_epoch")))
+    return None if None in v else v  # type: ignore[return-value]
+
+
+def _fmt(v: VoteT | None) -> str:
+    if v is None:
+        return "?"
+    leader, zxid, epoch = v
+    return f"(leader {leader}, zxid {zxid:#x}, peer epoch {epoch})" if zxid >= 0 else f"(leader {leader})"
+
+
+class _Rules:
+    """One pass over the journal; ``violation`` is the first broken rule."""
+
+    def __init__(self, ctx: Context) -> None:
+        self.ctx = ctx
+        self.nodes: dict[int, _Node] = {}
+        self.capped = {r.election_seq for r in ctx.records if isinstance(r, NotificationsCapped)}
+        self.tally = _Tally()
+
+    def beats(self, new: VoteT, cur: VoteT) -> bool:
+        weight = self.ctx.voters.weights.get(new[0], 0)
+        return total_order_predicate(new[0], new[1], new[2], cur[0], cur[1], cur[2],
+                                     new_weight=1 if weight else 0)
+
+    def run(self) -> Finding | None:
+        for r in self.ctx.records:
+            if isinstance(r, Process) and r.sid is not None and r.action in ("started", "killed", "stopped", "exited"):
+                self.nodes[r.sid] = _Node()
+            elif isinstance(r, NodeEvent) and r.sid is not None:
+                found = self.event(self.nodes.setdefault(r.sid, _Node()), r)
+                if found is not None:
+                    return found
+        return None
+
+    def event(self, node: _Node, r: NodeEvent) -> Finding | None:
+        e = node.election
+        if r.event == "node_started":
+            node.decided_round, node.election = None, None
+        elif r.event == "election_started":
+            clock = as_int(r.get("logical_clock"))
+            init = _vote(r.get("vote"))
+            node.election = _Election(r, clock or 0, init, init) if clock is not None else None
+            if node.election is not None:
+                self.tally.elections += 1
+            if clock is not None and node.decided_round is not None and clock <= node.decided_round:
+                return Finding.invalid(
+                    f"node {r.sid} started an election with logical clock {clock}, but it decided its previous "
+                    f"election in round {node.decided_round}: lookForLeader must increment the clock, or the "
+                    "new election's rounds cannot be told from the old one's", (r.seq,), r.seq)
+        elif r.event == "election_finished":
+            node.decided_round = as_int(r.get("round"))
+            node.election = None
+        elif e is None:
+            return None
+        elif r.event == "notifications_suppressed":
+            e.suppressed = True
+        elif r.event == "notification_received":
+            e.last_received = r
+        elif r.event == "notification_sent" and r.get("state") == "LOOKING" and as_int(r.get("to")) in self.ctx.voters:
+            return self.sent(r.sid or 0, e, r)
+        return None
+
+    def sent(self, sid: int, e: _Election, r: NodeEvent) -> Finding | None:
+        rnd, vote = as_int(r.get("round")), _vote(r.data)
+        if rnd is None or vote is None or e.init is None or e.prop is None:
+            return None
+        n = e.last_received
+        nvote = _vote(n.data) if n is not None else None
+        nround = as_int(n.get("round")) if n is not None else None
+        nfrom = as_int(n.get("from")) if n is not None else None
+        looking = n is not None and n.get("state") == "LOOKING"
+        where = (e.start.seq,) + ((n.seq,) if n is not None else ()) + (r.seq,)
+        if rnd < e.clock:
+            return self.broken(e, r, f"node {sid} sent a LOOKING notification in round {rnd}, below the round "
+                                     f"{e.clock} it had already reached in that election", where)
+        if rnd > e.clock:
+            if not (looking and nround == rnd and nvote is not None):
+                e.clock, e.prop = rnd, vote  # the cause is not in the journal; do not guess
+                return None
+            self.tally.jumps += 1
+            if nfrom not in self.ctx.voters:
+                return self.broken(e, r, f"node {sid} moved to round {rnd} on a notification from node {nfrom}, "
+                                         "which is not a voter", where)
+            expected = nvote if self.beats(nvote, e.init) else e.init
+            if vote != expected:
+                return self.broken(
+                    e, r, f"node {sid} moved to round {rnd} on node {nfrom}'s vote {_fmt(nvote)} and proposed "
+                          f"{_fmt(vote)}; with its own vote {_fmt(e.init)} the better of the two is {_fmt(expected)}",
+                    where)
+            e.clock, e.prop = rnd, vote
+            return None
+        if vote == e.prop:
+            return None
+        self.tally.changes += 1
+        old = e.prop
+        if not (looking and nvote == vote):
+            return self.broken(e, r, f"node {sid} changed its proposal in round {rnd} from {_fmt(old)} to "
+                                     f"{_fmt(vote)} without a notification proposing it", where)
+        if nround != rnd:
+            return self.broken(e, r, f"node {sid} adopted {_fmt(vote)} from node {nfrom}'s notification of round "
+                                     f"{nround} while in round {rnd}: notifications of older rounds must be "
+                                     "ignored", where)
+        if nfrom not in self.ctx.voters:
+            return self.broken(e, r, f"node {sid} adopted {_fmt(vote)} from node {nfrom}, which is not a voter",
+                               where)
+        if not self.beats(vote, old):
+            return self.broken(e, r, f"node {sid} replaced its proposal {_fmt(old)} with {_fmt(vote)} in round "
+                                     f"{rnd}, which does not beat it in the total order (peer epoch, then zxid, "
+                                     "then sid; never a zero-weight server)", where)
+        e.prop = vote
+        return None
+
+    def broken(self, e: _Election, r: NodeEvent, message: str, where: tuple[int, ...]) -> Finding | None:
+        if e.suppressed or e.start.seq in self.capped:
+            self.tally.unsure.append(f"node {r.sid} at seq {r.seq}")
+            e.prop = _vote(r.data)
+            e.clock = max(e.clock, as_int(r.get("round")) or e.clock)
+            return None
+        return Finding.invalid(message, where, r.seq)
+
+
+@invariant("vote_rules")
+def vote_rules(ctx: Context, spec: Mapping[str, Any]) -> Finding:
+    """Each LOOKING node bumps its logical clock per election and changes its
+    proposal only to a better vote of its own round, as lookForLeader does."""
+    rules = _Rules(ctx)
+    found = rules.run()
+    if found is not None:
+        return found
+    t = rules.tally
+    if t.elections == 0:
+        return Finding.unknown("no election_started events in the journal: nothing to replay")
+    summary = f"{t.elections} election(s) replayed: {t.changes} proposal change(s), {t.jumps} round jump(s)"
+    if t.unsure:
+        return Finding.unknown(f"unknown (capped): a rule looked broken where the notification events are "
+                               f"incomplete ({'; '.join(t.unsure[:3])}); {summary}")
+    return Finding.valid(summary)

@@ -37,6 +37,11 @@ __all__ = ["NodeStatus", "Observer", "NotificationBudget", "query_fles", "parse_
 
 STATUS_KEYS = ("up", "state", "leader", "epoch", "accepted_epoch", "zxid", "logical_clock", "synced")
 NOTIFICATION_EVENTS = frozenset({"notification_sent", "notification_received"})
+# Counted against the same budget: the election core's per-message events (node/events.py).
+CAPPED_EVENTS = NOTIFICATION_EVENTS | frozenset({"notification_ignored", "quorum_reached", "finalize_abandoned",
+                                                 "notification_timeout"})
+_DRAIN_CHUNK = 4 << 20   # bytes of one node's events read under the lock at a time
+STOP_DRAIN_S = 10.0      # the most the last read of the events may take when the run ends
 WAKE_EVENTS = frozenset({
     "node_started", "node_stopping", "state_changed", "election_started", "election_finished",
     "epoch_established", "sync_finished", "role_ended", "leader_lost", "quorum_lost", "log_truncated",
@@ -146,21 +151,23 @@ class NotificationBudget:
         """A new election of ``sid``; returns the previous one's cap record, if capped."""
         done = self.election_finished(sid)
         self._open[sid] = {"seq": seq, "lc": logical_clock if isinstance(logical_clock, int) else None,
-                           "kept": 0, "sent": 0, "received": 0, "cap": ""}
+                           "kept": 0, "sent": 0, "received": 0, "other": 0, "cap": ""}
         return done
 
     def election_finished(self, sid: int) -> dict | None:
         e = self._open.pop(sid, None)
-        if e is None or not (e["sent"] or e["received"]):
+        if e is None or not (e["sent"] or e["received"] or e["other"]):
             return None
         return {"sid": sid, "election_seq": e["seq"], "logical_clock": e["lc"], "kept": e["kept"],
-                "dropped_sent": e["sent"], "dropped_received": e["received"], "cap": e["cap"]}
+                "dropped_sent": e["sent"], "dropped_received": e["received"], "dropped_other": e["other"],
+                "cap": e["cap"]}
 
     def keep(self, sid: int, event: str) -> bool:
-        e = self._open.setdefault(sid, {"seq": None, "lc": None, "kept": 0, "sent": 0, "received": 0, "cap": ""})
+        e = self._open.setdefault(sid, {"seq": None, "lc": None, "kept": 0, "sent": 0, "received": 0, "other": 0,
+                                        "cap": ""})
         if e["kept"] >= self.per_election or self.kept_in_run >= self.per_run:
             e["cap"] = e["cap"] or ("election" if e["kept"] >= self.per_election else "run")
-            e["sent" if event == "notification_sent" else "received"] += 1
+            e[{"notification_sent": "sent", "notification_received": "received"}.get(event, "other")] += 1
             return False
         e["kept"] += 1
         self.kept_in_run += 1
@@ -342,7 +349,11 @@ class Observer:
             if self._pool is not None:
                 self._pool.shutdown(wait=False)
                 self._pool = None
-        self.drain_events()
+        # Read what the nodes wrote, in bites, but not for ever: a node that still
+        # writes at full rate (its own caps should stop it) must not hold the run.
+        deadline = time.monotonic() + STOP_DRAIN_S
+        while self.drain_events() and time.monotonic() < deadline:
+            pass
 
     def close_elections(self) -> None:
         """The run ends: journal the counts of every election still capped."""
@@ -407,7 +418,9 @@ class Observer:
                 try:
                     with open(path, "rb") as fh:
                         fh.seek(self._offsets[sid])
-                        data = fh.read(size - self._offsets[sid])
+                        # a bounded bite: a node writing faster than we journal must not
+                        # hold the lock (and a stopping run) for ever
+                        data = fh.read(min(size - self._offsets[sid], _DRAIN_CHUNK))
                 except OSError:
                     continue
                 self._offsets[sid] += len(data)
@@ -448,7 +461,7 @@ class Observer:
         if isinstance(ev.get("mono_ms"), (int, float)):
             kw["mono_ms"] = float(ev["mono_ms"])
         event = ev.get("event", "?")
-        if event in NOTIFICATION_EVENTS and not self.budget.keep(sid, event):
+        if event in CAPPED_EVENTS and not self.budget.keep(sid, event):
             return 0
         rec = self.journal.record(NodeEvent, sid=ev.get("sid", sid), event=event,
                                   node_ts=ev.get("ts"), data=fields, **kw)

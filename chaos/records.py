@@ -352,6 +352,7 @@ class NotificationsCapped(Record):
     kept: int = 0
     dropped_sent: int = 0
     dropped_received: int = 0
+    dropped_other: int = 0      # the core's per-message events (quorum_reached, notification_ignored, ...)
     cap: str = ""
 
 

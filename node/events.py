@@ -8,10 +8,11 @@ lets events of different processes be put on one time line.
 Writing an event must never take the protocol down: a full disk or a removed
 directory is reported once on stderr and later events are dropped.
 
-The file is bounded: notification events (the bulk, one per message) are
-written up to `max_notifications` per election, then only counted; the counts
-go out as one `notifications_suppressed` event when the election ends, so a
-node stuck voting at full rate cannot fill the disk.
+The file is bounded: notification events (the bulk, one per message) and the
+core's per-message events (``CORE_CHATTY_EVENTS``) are written up to
+`max_notifications` per election, then only counted; the counts go out as one
+`notifications_suppressed` event when the election ends, so a node stuck
+voting at full rate cannot fill the disk.
 """
 from __future__ import annotations
 
@@ -26,6 +27,11 @@ __all__ = ["EventLog", "EVENTS_FILE", "Emit"]
 
 EVENTS_FILE = "events.jsonl"
 NOTIFICATION_EVENTS = frozenset({"notification_sent", "notification_received"})
+# The election core's own per-message events: as many as notifications in a vote storm
+# (a tie-break that never settles flips quorum_reached/finalize_abandoned at full rate).
+CORE_CHATTY_EVENTS = frozenset({"notification_ignored", "quorum_reached", "finalize_abandoned",
+                                "notification_timeout"})
+CAPPED_EVENTS = NOTIFICATION_EVENTS | CORE_CHATTY_EVENTS
 MAX_NOTIFICATIONS_PER_ELECTION = 5_000
 
 Emit = Callable[[str, dict[str, Any]], None]
@@ -63,7 +69,7 @@ class EventLog:
         self.listeners: list[Emit] = []
         self.max_notifications = max_notifications
         self._written = 0                       # notification events of this election
-        self._suppressed = {"sent": 0, "received": 0}
+        self._suppressed = {"sent": 0, "received": 0, "other": 0}
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._fh = open(self.path, "a", encoding="utf-8")
@@ -102,9 +108,10 @@ class EventLog:
                         pass
         if self._fh is None or self._failed:
             return
-        if event in NOTIFICATION_EVENTS:
+        if event in CAPPED_EVENTS:
             if self._written >= self.max_notifications:
-                self._suppressed["sent" if event == "notification_sent" else "received"] += 1
+                self._suppressed[{"notification_sent": "sent", "notification_received": "received"}
+                                 .get(event, "other")] += 1
                 return
             self._written += 1
         elif event in ("election_started", "election_finished", "node_stopping"):
@@ -122,10 +129,10 @@ class EventLog:
         """Say how many notification events were not written, before the event
         that ends (or restarts) the election."""
         self._written = 0
-        if self._suppressed["sent"] or self._suppressed["received"]:
-            counts, self._suppressed = self._suppressed, {"sent": 0, "received": 0}
+        if any(self._suppressed.values()):
+            counts, self._suppressed = self._suppressed, {"sent": 0, "received": 0, "other": 0}
             self.emit("notifications_suppressed", {"sent": counts["sent"], "received": counts["received"],
-                                                   "cap": self.max_notifications})
+                                                   "other": counts["other"], "cap": self.max_notifications})
 
     def close(self) -> None:
         if self._fh is not None:

@@ -182,6 +182,36 @@ def test_notification_events_are_bounded_per_election_and_per_run_never_state_ev
     j.close()
 
 
+def test_the_cores_per_message_events_share_the_budget_and_a_flood_does_not_hold_stop(tmp_path):
+    """ZK-1419's vote storm wrote quorum_reached / finalize_abandoned at full rate:
+    they count against the election's cap, and stop() reads the events file in
+    bounded bites instead of chasing a node that keeps writing."""
+    from chaos.observe import NotificationBudget
+    from chaos.records import NotificationsCapped
+    j = JournalWriter(tmp_path / "run")
+    ev = tmp_path / "e1.jsonl"
+    obs = Observer(j, {1: (1, ev)}, running=lambda sid: True, budget=NotificationBudget(per_election=10))
+
+    def line(event, **f):
+        return json.dumps({"ts": 1.0, "mono_ms": j.start_mono_ms + 1, "sid": 1, "event": event, **f}) + "\n"
+
+    with open(ev, "w") as fh:
+        fh.write(line("election_started", logical_clock=1))
+        for _ in range(20_000):
+            fh.write(line("quorum_reached", leader=1))
+            fh.write(line("finalize_abandoned", by=1))
+        fh.write(line("state_changed", **{"from": "LOOKING", "to": "FOLLOWING"}))
+    obs.stop()
+    obs.close_elections()
+    snap = j.snapshot()
+    events = [r.event for r in snap.of_type(NodeEvent)]
+    assert events.count("quorum_reached") + events.count("finalize_abandoned") == 10
+    assert "state_changed" in events                    # read to the end, never dropped
+    (capped,) = snap.of_type(NotificationsCapped)
+    assert capped.dropped_other == 39_990 and capped.cap == "election"
+    j.close()
+
+
 def test_a_status_is_journaled_before_a_waiter_can_see_it(tmp_path):
     """`wait: stable` acts on the view; the fault that follows must find the
     status that made the ensemble stable already in the journal."""

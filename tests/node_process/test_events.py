@@ -73,3 +73,23 @@ def test_notification_events_are_capped_per_election_and_the_rest_counted(tmp_pa
                      "notifications_suppressed", "election_finished", "election_started", "notification_sent"]
     sup = events[4]
     assert (sup["sent"], sup["received"], sup["cap"]) == (3, 4, 3)
+
+
+def test_the_cores_per_message_events_share_the_cap(tmp_path):
+    """A tie-break that never settles flips quorum_reached / finalize_abandoned at
+    full rate (ZK-1419): those count against the same per-election cap."""
+    from node.events import EventLog
+    log = EventLog(tmp_path / "events.jsonl", 1, max_notifications=4)
+    log.emit("election_started", {"logical_clock": 1})
+    for i in range(50):
+        log.emit("quorum_reached", {"leader": 1 + i % 2})
+        log.emit("finalize_abandoned", {"by": 1})
+    log.emit("state_changed", {"from": "LOOKING", "to": "FOLLOWING"})   # never capped
+    log.emit("election_finished", {"leader": 2})
+    log.close()
+    events = [json.loads(line) for line in (tmp_path / "events.jsonl").read_text().splitlines()]
+    names = [e["event"] for e in events]
+    assert names == ["election_started"] + ["quorum_reached", "finalize_abandoned"] * 2 + [
+        "state_changed", "notifications_suppressed", "election_finished"]
+    sup = events[-2]
+    assert (sup["sent"], sup["received"], sup["other"]) == (0, 0, 96)

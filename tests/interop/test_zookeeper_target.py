@@ -100,6 +100,9 @@ def test_plan_on_real_zookeeper(tmp_path, plan):
     _assert_nothing_left(out, j["run"]["id"])
 
 
+QUEUE_LAG_S = 1.5
+
+
 def test_isolated_leader_reaches_followers_only_through_proxies(tmp_path):
     """With the leader isolated, every byte between ZooKeeper servers went
     through a proxy: each connection a node opened to a peer was DNATed to that
@@ -122,10 +125,14 @@ def test_isolated_leader_reaches_followers_only_through_proxies(tmp_path):
     off = next(r for r in faults if r["phase"] == "undone")
     blocked = {tuple(p) for p in on["target"]["blocked"]}
     assert len(blocked) == 4            # the leader, both ways, to both followers
-    heard = [(r["from"], r["sid"]) for r in j["records"] if r["type"] == "node_event"
+    heard = [(r["t"], r["from"], r["sid"]) for r in j["records"] if r["type"] == "node_event"
              and r["event"] == "notification_received" and on["t"] < r["t"] < off["t"]]
     assert heard, "the servers logged no notification while the leader was cut off"
-    assert not [h for h in heard if h in blocked], heard
+    # ZooKeeper logs a notification when its election loop takes it from the queue,
+    # which on a loaded machine can be a while after it arrived: judge those logged
+    # once the cut had held for longer than that
+    settled = [(f, s) for t, f, s in heard if t > on["t"] + QUEUE_LAG_S]
+    assert not [h for h in settled if h in blocked], heard
     _assert_nothing_left(out, j["run"]["id"])
 
 

@@ -97,25 +97,34 @@ def parse_fles(text: str) -> dict[str, Any]:
     return out
 
 
-def query_fles(port: int, timeout: float = 0.5, host: str = "127.0.0.1") -> dict[str, Any] | None:
-    """One `fles` exchange; None when the node does not answer in time."""
+def four_letter(host: str, port: int, word: str, timeout: float) -> str | None:
+    """One four-letter-word exchange (the server answers, then closes); None
+    when it does not answer in time."""
     deadline = time.monotonic() + timeout
     try:
         with socket.create_connection((host, port), timeout=timeout) as s:
-            s.sendall(b"fles")
+            s.sendall(word.encode())
             chunks = []
             while True:
                 left = deadline - time.monotonic()
                 if left <= 0:
                     return None
                 s.settimeout(left)
-                b = s.recv(4096)
+                b = s.recv(65536)
                 if not b:
                     break
                 chunks.append(b)
     except OSError:
         return None
-    data = parse_fles(b"".join(chunks).decode("utf-8", "replace"))
+    return b"".join(chunks).decode("utf-8", "replace")
+
+
+def query_fles(port: int, timeout: float = 0.5, host: str = "127.0.0.1") -> dict[str, Any] | None:
+    """One `fles` exchange; None when the node does not answer in time."""
+    text = four_letter(host, port, "fles", timeout)
+    if text is None:
+        return None
+    data = parse_fles(text)
     return data if "fle_state" in data else None
 
 

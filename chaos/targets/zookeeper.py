@@ -27,17 +27,16 @@ import json
 import os
 import re
 import shutil
-import signal
-import socket
 import time
 import urllib.request
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Iterable, Mapping
 
 from chaos import procs
-from chaos.observe import NodeStatus
+from chaos.observe import NodeStatus, four_letter
 from chaos.plan.model import Ensemble as EnsembleSpec
 from chaos.targets.fle import MAX_NOTIFICATION_INTERVAL_MS, NodeInfo, ProcState
+from chaos.targets.process import ProcessTarget
 
 if TYPE_CHECKING:
     from chaos.netns import NetnsLinks
@@ -193,26 +192,6 @@ def parse_mntr(text: str) -> dict[str, str]:
     return out
 
 
-def _four_letter(host: str, port: int, word: str, timeout: float) -> str | None:
-    deadline = time.monotonic() + timeout
-    try:
-        with socket.create_connection((host, port), timeout=timeout) as s:
-            s.sendall(word.encode())
-            chunks = []
-            while True:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    return None
-                s.settimeout(left)
-                b = s.recv(65536)
-                if not b:
-                    break
-                chunks.append(b)
-    except OSError:
-        return None
-    return b"".join(chunks).decode("utf-8", "replace")
-
-
 def _read_int(path: Path) -> int | None:
     try:
         return int(path.read_text().strip())
@@ -224,7 +203,7 @@ def _read_int(path: Path) -> int | None:
 
 _NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))   # never an http_proxy
 
-class ZooKeeperTarget:
+class ZooKeeperTarget(ProcessTarget):
     """One QuorumPeerMain JVM per node, each in its network namespace."""
 
     kind = "zookeeper"
@@ -336,84 +315,6 @@ class ZooKeeperTarget:
             if sid in self.spec.initial:
                 self.start(sid)
 
-    def _require(self, sid: int) -> NodeInfo:
-        n = self.nodes[sid]
-        if n.proc is None or n.state is ProcState.DOWN:
-            raise RuntimeError(f"node {sid} is not running")
-        return n
-
-    def _reap(self, n: NodeInfo, timeout: float) -> int | None:
-        try:
-            return n.proc.wait(timeout=timeout)
-        except Exception:
-            return getattr(n.proc, "returncode", None)
-
-    def kill(self, sid: int) -> int | None:
-        n = self._require(sid)
-        procs.kill_tree(n.proc, timeout=5.0)
-        code = self._reap(n, 5.0)
-        n.state = ProcState.DOWN
-        self.on_process(sid=sid, action="killed", pid=n.proc.pid, exit_code=code)
-        return code
-
-    def pause(self, sid: int) -> None:
-        n = self._require(sid)
-        procs.signal_tree(n.proc.pid, signal.SIGSTOP)
-        n.state = ProcState.PAUSED
-        self.on_process(sid=sid, action="paused", pid=n.proc.pid, exit_code=None)
-
-    def resume(self, sid: int) -> None:
-        n = self._require(sid)
-        procs.signal_tree(n.proc.pid, signal.SIGCONT)
-        n.state = ProcState.RUNNING
-        self.on_process(sid=sid, action="resumed", pid=n.proc.pid, exit_code=None)
-
-    def stop(self, sid: int, timeout: float = 10.0) -> int | None:
-        n = self._require(sid)
-        code = procs.terminate(n.proc, timeout=timeout)
-        n.state = ProcState.DOWN
-        self.on_process(sid=sid, action="stopped", pid=n.proc.pid, exit_code=code)
-        return code
-
-    def restart(self, sid: int) -> int:
-        if self.nodes[sid].state is not ProcState.DOWN:
-            self.stop(sid)
-        return self.start(sid)
-
-    def is_running(self, sid: int) -> bool:
-        return self.nodes[sid].state is not ProcState.DOWN
-
-    def pid(self, sid: int) -> int | None:
-        n = self.nodes[sid]
-        return n.proc.pid if n.proc is not None and n.state is not ProcState.DOWN else None
-
-    def poll_exits(self) -> list[tuple[int, int | None]]:
-        out = []
-        for sid, n in self.nodes.items():
-            if n.proc is None or n.state is ProcState.DOWN:
-                continue
-            code = n.proc.poll()
-            if code is not None:
-                n.state = ProcState.DOWN
-                self.on_process(sid=sid, action="exited", pid=n.proc.pid, exit_code=code)
-                out.append((sid, code))
-        return out
-
-    def shutdown(self, timeout: float = 5.0) -> None:
-        self.poll_exits()
-        live = [n for n in self.nodes.values() if n.proc is not None and n.state is not ProcState.DOWN]
-        for n in live:
-            procs.signal_tree(n.proc.pid, signal.SIGCONT)
-            procs.signal_tree(n.proc.pid, signal.SIGTERM)
-        deadline = time.monotonic() + timeout
-        for n in live:
-            code = self._reap(n, max(0.1, deadline - time.monotonic()))
-            if code is None:
-                procs.kill_tree(n.proc, timeout=3.0)
-                code = self._reap(n, 3.0)
-            n.state = ProcState.DOWN
-            self.on_process(sid=n.sid, action="stopped", pid=n.proc.pid, exit_code=code)
-
     def header(self) -> list[dict]:
         out = []
         for n in self.nodes.values():
@@ -441,7 +342,7 @@ class ZooKeeperTarget:
         """mntr + /commands/leader + epoch files; None when the JVM does not answer."""
         n = self.nodes[sid]
         host = self.host(sid)
-        text = _four_letter(host, n.client_port, "mntr", timeout)
+        text = four_letter(host, n.client_port, "mntr", timeout)
         if text is None:
             return None
         m = parse_mntr(text)

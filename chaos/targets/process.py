@@ -1,0 +1,137 @@
+"""What every target that runs its nodes as local processes does alike.
+
+A target lays its nodes out and starts them its own way (our node, a JVM);
+signalling, reaping and journaling them is the same for all: the process
+group is signalled (a node may fork), every change is reported through
+``on_process`` so the journal has a record of it, and a node that exits on
+its own is ``exited``, not ``stopped``. Subclasses keep ``nodes`` (sid ->
+:class:`~chaos.targets.fle.NodeInfo`) and ``on_process``, implement
+``start``, and may forget per-node files in :meth:`_forget`.
+"""
+from __future__ import annotations
+
+import enum
+import signal
+import time
+from typing import TYPE_CHECKING, Callable
+
+import psutil
+
+from chaos import procs
+
+if TYPE_CHECKING:
+    from chaos.targets.fle import NodeInfo
+
+__all__ = ["ProcessTarget", "ProcState"]
+
+
+class ProcState(enum.Enum):
+    DOWN = "down"          # never started, killed, stopped or exited
+    RUNNING = "running"
+    PAUSED = "paused"
+
+
+class ProcessTarget:
+    nodes: dict[int, "NodeInfo"]
+    on_process: Callable[..., None]
+
+    def start(self, sid: int) -> int:
+        raise NotImplementedError
+
+    def _forget(self, sid: int) -> None:
+        """The node is down: drop what marks it as running (a pid file)."""
+
+    def _require(self, sid: int) -> "NodeInfo":
+        n = self.nodes[sid]
+        if n.proc is None or n.state is ProcState.DOWN:
+            raise RuntimeError(f"node {sid} is not running")
+        return n
+
+    def _reap(self, n: "NodeInfo", timeout: float) -> int | None:
+        if n.proc is None:
+            return None
+        code = getattr(n.proc, "returncode", None)
+        if code is not None:
+            return code
+        try:
+            return n.proc.wait(timeout=timeout)
+        except (psutil.TimeoutExpired, psutil.NoSuchProcess, ChildProcessError):
+            return getattr(n.proc, "returncode", None)
+
+    def kill(self, sid: int) -> int | None:
+        """SIGKILL (the process group too, in case the node forked)."""
+        n = self._require(sid)
+        n.expected_exit = True
+        procs.kill_tree(n.proc, timeout=5.0)
+        code = self._reap(n, 5.0)
+        n.state = ProcState.DOWN
+        self._forget(sid)
+        self.on_process(sid=sid, action="killed", pid=n.proc.pid, exit_code=code)
+        return code
+
+    def pause(self, sid: int) -> None:
+        n = self._require(sid)
+        procs.signal_tree(n.proc.pid, signal.SIGSTOP)
+        n.state = ProcState.PAUSED
+        self.on_process(sid=sid, action="paused", pid=n.proc.pid, exit_code=None)
+
+    def resume(self, sid: int) -> None:
+        n = self._require(sid)
+        procs.signal_tree(n.proc.pid, signal.SIGCONT)
+        n.state = ProcState.RUNNING
+        self.on_process(sid=sid, action="resumed", pid=n.proc.pid, exit_code=None)
+
+    def stop(self, sid: int, timeout: float = 10.0) -> int | None:
+        """SIGTERM and wait (SIGKILL after ``timeout``)."""
+        n = self._require(sid)
+        n.expected_exit = True
+        code = procs.terminate(n.proc, timeout=timeout)
+        n.state = ProcState.DOWN
+        self._forget(sid)
+        self.on_process(sid=sid, action="stopped", pid=n.proc.pid, exit_code=code)
+        return code
+
+    def restart(self, sid: int) -> int:
+        n = self.nodes[sid]
+        if n.state is not ProcState.DOWN:
+            self.stop(sid)
+        return self.start(sid)
+
+    def is_running(self, sid: int) -> bool:
+        return self.nodes[sid].state is not ProcState.DOWN
+
+    def pid(self, sid: int) -> int | None:
+        n = self.nodes[sid]
+        return n.proc.pid if n.proc is not None and n.state is not ProcState.DOWN else None
+
+    def poll_exits(self) -> list[tuple[int, int | None]]:
+        """Nodes that exited on their own since the last call (recorded as `exited`)."""
+        out = []
+        for sid, n in self.nodes.items():
+            if n.proc is None or n.state is ProcState.DOWN:
+                continue
+            code = n.proc.poll()
+            if code is not None:
+                n.state = ProcState.DOWN
+                self._forget(sid)
+                self.on_process(sid=sid, action="exited", pid=n.proc.pid, exit_code=code)
+                out.append((sid, code))
+        return out
+
+    def shutdown(self, timeout: float = 5.0) -> None:
+        """End every node: SIGCONT the paused, SIGTERM all at once, then SIGKILL."""
+        self.poll_exits()  # a node that died on its own is `exited`, not `stopped`
+        live = [n for n in self.nodes.values() if n.proc is not None and n.state is not ProcState.DOWN]
+        for n in live:
+            n.expected_exit = True
+            procs.signal_tree(n.proc.pid, signal.SIGCONT)
+            procs.signal_tree(n.proc.pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        for n in live:
+            code = self._reap(n, max(0.1, deadline - time.monotonic()))
+            if code is None:
+                procs.kill_tree(n.proc, timeout=3.0)
+                code = self._reap(n, 3.0)
+            n.state = ProcState.DOWN
+            self._forget(n.sid)
+            self.on_process(sid=n.sid, action="stopped", pid=n.proc.pid, exit_code=code)

@@ -79,6 +79,7 @@ def test_bind_conflict_is_500_with_the_bind_error(target, make_proxy):
     with reserve_ports(1) as res:
         port = res.ports[0]
         with socket.socket() as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # a reserved port may sit in TIME_WAIT
             s.bind(("127.0.0.1", port))
             s.listen(1)
             r = target.req("POST", "/proxies", {"name": f"busy{port}", "upstream": "127.0.0.1:1",

@@ -40,7 +40,6 @@ class Peer:
         for port_name, port in ports.items():
             s = socket.socket()
             s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # a reserved port may sit in TIME_WAIT
             s.bind(("127.0.0.1", port))
             s.listen(16)
             s.settimeout(0.2)

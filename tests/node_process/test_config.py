@@ -209,7 +209,6 @@ def test_process_exits_3_when_a_port_is_taken(tmp_path):
         q, e, c = res.ports
         blocker = socket.socket()
         blocker.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        blocker.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # a reserved port may sit in TIME_WAIT
         blocker.bind(("127.0.0.1", c))
         blocker.listen()
         try:

@@ -549,7 +549,6 @@ def test_start_on_busy_port_raises_oserror():
             # SO_REUSEADDR so a TIME_WAIT left by another test cannot fail our bind;
             # a LISTENing socket still blocks the manager's (also SO_REUSEADDR) bind.
             blocker.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            blocker.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # a reserved port may sit in TIME_WAIT
             blocker.bind((HOST, res.ports[0]))
             blocker.listen()
             try:
@@ -599,7 +598,6 @@ def _full_listener(port: int) -> tuple[socket.socket, socket.socket]:
     """A listener whose accept queue is full, so further connects hang (SYNs dropped)."""
     lsock = socket.socket()
     lsock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    lsock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # a reserved port may sit in TIME_WAIT
     lsock.bind((HOST, port))
     lsock.listen(0)
     filler = socket.create_connection((HOST, port), timeout=5)

@@ -97,7 +97,6 @@ def test_adapter_errors_are_clear(server_client: ToxiproxyClient, echo):
         # A reserved port may still have connections in TIME_WAIT from an
         # earlier user; only a listener counts as "in use" here.
         busy.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        busy.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # a reserved port may sit in TIME_WAIT
         busy.bind(("127.0.0.1", res.ports[0]))
         busy.listen(1)
         with pytest.raises(ToxiproxyError) as exc:

@@ -83,7 +83,7 @@ def _fmt(v: VoteT | None) -> str:
 
 
 class _Rules:
-    """One pass over the journal; ``violation`` is the first broken rule."""
+    """One pass over the journal; :meth:`run` returns the first broken rule, if any."""
 
     def __init__(self, ctx: Context) -> None:
         self.ctx = ctx

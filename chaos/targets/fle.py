@@ -134,12 +134,6 @@ class FleTarget(ProcessTarget):
                 lines.append(f"weight.{p}={s.weight(p)}")
         return "\n".join(lines) + "\n"
 
-    def write_configs(self) -> None:
-        for sid, n in self.nodes.items():
-            n.data_dir.mkdir(parents=True, exist_ok=True)
-            (n.data_dir / "myid").write_text(f"{sid}\n")
-            n.cfg_path.write_text(self.zoo_cfg(sid))
-
     def host(self, sid: int) -> str:
         """Where node ``sid`` listens: loopback, or its namespace's address."""
         return self.net.net.address(sid) if self.net is not None else "127.0.0.1"

@@ -38,6 +38,16 @@ class ProcessTarget:
     def start(self, sid: int) -> int:
         raise NotImplementedError
 
+    def zoo_cfg(self, sid: int) -> str:
+        raise NotImplementedError
+
+    def write_configs(self) -> None:
+        """Each node's dataDir, myid and zoo.cfg."""
+        for sid, n in self.nodes.items():
+            n.data_dir.mkdir(parents=True, exist_ok=True)
+            (n.data_dir / "myid").write_text(f"{sid}\n")
+            n.cfg_path.write_text(self.zoo_cfg(sid))
+
     def _forget(self, sid: int) -> None:
         """The node is down: drop what marks it as running (a pid file)."""
 

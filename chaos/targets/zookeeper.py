@@ -282,10 +282,8 @@ class ZooKeeperTarget(ProcessTarget):
         return "\n".join(lines) + "\n"
 
     def write_configs(self) -> None:
-        for sid, n in self.nodes.items():
-            n.data_dir.mkdir(parents=True, exist_ok=True)
-            (n.data_dir / "myid").write_text(f"{sid}\n")
-            n.cfg_path.write_text(self.zoo_cfg(sid))
+        super().write_configs()
+        for n in self.nodes.values():
             (n.dir / "log4j.properties").write_text(LOG4J.format(log=n.log_path))
 
     # ------------------------------------------------------------------ processes

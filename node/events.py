@@ -12,7 +12,11 @@ The file is bounded: notification events (the bulk, one per message) and the
 core's per-message events (``CORE_CHATTY_EVENTS``) are written up to
 `max_notifications` per election, then only counted; the counts go out as one
 `notifications_suppressed` event when the election ends, so a node stuck
-voting at full rate cannot fill the disk.
+voting at full rate cannot fill the disk. Echoes with non-voters (a voter
+answers every observer notification at once, as ZooKeeper does, so a LOOKING
+voter and an OBSERVING observer trade them at machine speed) have a small
+budget of their own, `max_echoes`: a storm of them must not use up the
+budget the vote oracles need for the voters' notifications.
 """
 from __future__ import annotations
 
@@ -33,8 +37,11 @@ CORE_CHATTY_EVENTS = frozenset({"notification_ignored", "quorum_reached", "final
                                 "notification_timeout"})
 CAPPED_EVENTS = NOTIFICATION_EVENTS | CORE_CHATTY_EVENTS
 MAX_NOTIFICATIONS_PER_ELECTION = 5_000
+MAX_ECHOES_PER_ELECTION = 60
+"""Events of the exchange with non-voters kept per election: enough to show it happened."""
 
 Emit = Callable[[str, dict[str, Any]], None]
+_NO_SUPPRESSION = {"sent": 0, "received": 0, "other": 0, "echo": 0}
 
 
 def _default(o: Any) -> Any:
@@ -57,7 +64,9 @@ class EventLog:
                  wall_clock: Callable[[], float] = time.time,
                  mono_clock: Callable[[], float] = time.monotonic,
                  stderr: TextIO | None = None,
-                 max_notifications: int = MAX_NOTIFICATIONS_PER_ELECTION) -> None:
+                 max_notifications: int = MAX_NOTIFICATIONS_PER_ELECTION,
+                 nonvoters: frozenset[int] = frozenset(),
+                 max_echoes: int = MAX_ECHOES_PER_ELECTION) -> None:
         self.path = Path(path)
         self.sid = sid
         self._wall = wall_clock
@@ -68,8 +77,11 @@ class EventLog:
         self._fh: TextIO | None = None
         self.listeners: list[Emit] = []
         self.max_notifications = max_notifications
+        self.nonvoters = frozenset(nonvoters)
+        self.max_echoes = max_echoes
         self._written = 0                       # notification events of this election
-        self._suppressed = {"sent": 0, "received": 0, "other": 0}
+        self._echoes_written = 0                # of which with non-voters
+        self._suppressed = dict(_NO_SUPPRESSION)
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._fh = open(self.path, "a", encoding="utf-8")
@@ -108,7 +120,12 @@ class EventLog:
                         pass
         if self._fh is None or self._failed:
             return
-        if event in CAPPED_EVENTS:
+        if event in CAPPED_EVENTS and self._is_echo(fields):
+            if self._echoes_written >= self.max_echoes:
+                self._suppressed["echo"] += 1
+                return
+            self._echoes_written += 1
+        elif event in CAPPED_EVENTS:
             if self._written >= self.max_notifications:
                 self._suppressed[{"notification_sent": "sent", "notification_received": "received"}
                                  .get(event, "other")] += 1
@@ -125,14 +142,20 @@ class EventLog:
 
     __call__ = emit
 
+    def _is_echo(self, fields: dict[str, Any]) -> bool:
+        """A notification event (or the core's note on one) with a non-voter peer."""
+        if not self.nonvoters:
+            return False
+        peer = fields.get("to", fields.get("from"))
+        return isinstance(peer, int) and peer in self.nonvoters
+
     def _end_election(self) -> None:
         """Say how many notification events were not written, before the event
         that ends (or restarts) the election."""
-        self._written = 0
+        self._written = self._echoes_written = 0
         if any(self._suppressed.values()):
-            counts, self._suppressed = self._suppressed, {"sent": 0, "received": 0, "other": 0}
-            self.emit("notifications_suppressed", {"sent": counts["sent"], "received": counts["received"],
-                                                   "other": counts["other"], "cap": self.max_notifications})
+            counts, self._suppressed = self._suppressed, dict(_NO_SUPPRESSION)
+            self.emit("notifications_suppressed", {**counts, "cap": self.max_notifications})
 
     def close(self) -> None:
         if self._fh is not None:

@@ -114,6 +114,10 @@ class Decided:
     duration_ms: float
     notifications_sent: int
     notifications_received: int
+    nonvoter_echoes: int = 0
+    """Notifications from non-voters, each answered at once (so in both counts
+    above): a LOOKING voter and an OBSERVING observer echo at machine speed,
+    as ZooKeeper's WorkerReceiver does; no part of the election's own work."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,6 +174,7 @@ class FastLeaderElection:
         self._start_ms = 0.0
         self._sent = 0
         self._received = 0
+        self._echoes = 0
         self._fx: list[Effect] = []
 
     # -- read-only views ---------------------------------------------------
@@ -265,6 +270,7 @@ class FastLeaderElection:
         self._start_ms = now_ms
         self._sent = 0
         self._received = 0
+        self._echoes = 0
         self._logical_clock += 1
         if self.is_voter:
             self._init = (self.sid, last_zxid, current_epoch)
@@ -291,6 +297,7 @@ class FastLeaderElection:
         if not self.valid_voter(n.sid):
             # WorkerReceiver: a non-voter gets my current vote at once and never reaches the loop
             cv = self._current_vote
+            self._echoes += 1
             self._send(n.sid, self._state, cv.leader, cv.zxid, self._logical_clock, cv.peer_epoch)
             self._ignore(n, "sender is not a voter; answered with current vote")
             return fx
@@ -432,6 +439,7 @@ class FastLeaderElection:
             duration_ms=float(now_ms - self._start_ms),
             notifications_sent=self._sent,
             notifications_received=self._received,
+            nonvoter_echoes=self._echoes,
         ))
 
     def _begin(self) -> list[Effect]:

@@ -96,7 +96,8 @@ class NodeServer:
         self.rng = rng or random.Random()
         self._clock = clock
         self._started_ms = clock() * 1000.0
-        self.events = EventLog(config.data_dir / EVENTS_FILE, config.sid)
+        self.events = EventLog(config.data_dir / EVENTS_FILE, config.sid,
+                               nonvoters=frozenset(config.observers) - {config.sid})
         self.verifier = config.make_verifier()
         self.config_text = config_text_for(config)
         self.fle = FastLeaderElection(
@@ -262,7 +263,7 @@ class NodeServer:
             "leader": d.vote.leader, "zxid": d.vote.zxid, "peer_epoch": d.vote.peer_epoch,
             "round": d.round, "duration_ms": round(d.duration_ms, 3), "path": d.path,
             "state": self.fle.state.name, "notifications_sent": d.notifications_sent,
-            "notifications_received": d.notifications_received,
+            "notifications_received": d.notifications_received, "nonvoter_echoes": d.nonvoter_echoes,
         })
         if self._decided is not None and not self._decided.done():
             self._decided.set_result(d)

@@ -260,7 +260,7 @@ class ZabSim(Simulator):
             "leader": d.vote.leader, "zxid": d.vote.zxid, "peer_epoch": d.vote.peer_epoch,
             "round": d.round, "duration_ms": round(d.duration_ms, 3), "path": d.path,
             "state": node.state.name, "notifications_sent": d.notifications_sent,
-            "notifications_received": d.notifications_received})
+            "notifications_received": d.notifications_received, "nonvoter_echoes": d.nonvoter_echoes})
         node.decided_at = self.now_ms
         self.dirty.add(node.sid)
         if node.state == ServerState.LEADING:

@@ -10,7 +10,12 @@ open one). Its cost, per node and election:
                  one carries its logical clock). Catching up with a running
                  ensemble's round counts as a round.
   notifications  ``notifications_sent + notifications_received`` as the node
-                 counted them in ``election_finished``.
+                 counted them in ``election_finished``, less the echoes with
+                 non-voters (``nonvoter_echoes``, one of each): a voter answers
+                 every observer notification at once, as ZooKeeper's
+                 WorkerReceiver does, so a LOOKING voter and an OBSERVING
+                 observer trade them at machine speed until the voter decides;
+                 their number measures the CPU, not the election.
   duration       ``duration_ms`` of ``election_finished``.
 
 Judged are the elections that start once the ensemble first formed (a leader
@@ -103,12 +108,13 @@ def election_costs(ctx: Context) -> list[ElectionCost]:
             open_.pop(r.sid, None)
             if r.event == "election_started":
                 open_[r.sid] = (r, set(), 0)
-        elif r.event == "notification_sent" and r.sid in open_:
-            _count_sent(open_, r)
+        elif r.event == "notification_sent" and r.sid in open_ and as_int(r.get("to")) in ctx.voters:
+            _count_sent(open_, r)  # echoes to non-voters are neither logged in full nor counted
         elif r.event == "election_finished" and r.sid in open_:
             start, rounds, n_sent = open_.pop(r.sid)
-            sent = as_int(r.get("notifications_sent")) or 0
-            received = as_int(r.get("notifications_received")) or 0
+            echoes = as_int(r.get("nonvoter_echoes")) or 0
+            sent = max(0, (as_int(r.get("notifications_sent")) or 0) - echoes)
+            received = max(0, (as_int(r.get("notifications_received")) or 0) - echoes)
             duration = r.get("duration_ms")
             duration = float(duration) if isinstance(duration, (int, float)) and not isinstance(duration, bool) \
                 else 1000.0 * max(0.0, r.t - start.t)
@@ -150,8 +156,8 @@ def unfinished_elections(ctx: Context) -> list[ElectionCost]:
             open_.pop(r.sid, None)
         elif r.event == "election_started":
             open_[r.sid] = (r, set(), 0)
-        elif r.event == "notification_sent" and r.sid in open_:
-            _count_sent(open_, r)
+        elif r.event == "notification_sent" and r.sid in open_ and as_int(r.get("to")) in ctx.voters:
+            _count_sent(open_, r)  # echoes to non-voters are neither logged in full nor counted
     return [ElectionCost(sid, start.seq, start.seq, start.t, "unfinished", max(1, len(rounds)), False, n,
                          1000.0 * (teardown - start.t), False, "unfinished at teardown")
             for sid, (start, rounds, n) in sorted(open_.items()) if start.t >= formed]

@@ -127,7 +127,8 @@ class _Rules:
         elif e is None:
             return None
         elif r.event == "notifications_suppressed":
-            e.suppressed = True
+            # echoes with non-voters have their own budget and are not replayed
+            e.suppressed = e.suppressed or any(as_int(r.get(k)) for k in ("sent", "received", "other"))
         elif r.event == "notification_received":
             e.last_received = r
         elif r.event == "notification_sent" and r.get("state") == "LOOKING" and as_int(r.get("to")) in self.ctx.voters:

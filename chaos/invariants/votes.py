@@ -65,6 +65,14 @@ class _Window:
     sent: int = 0
 
 
+def _voter_counts(r: NodeEvent) -> tuple[int | None, int | None]:
+    """(received, sent) an ``election_finished`` counted, without the echoes
+    with non-voters (``nonvoter_echoes``: one received and one sent each)."""
+    received, sent = as_int(r.get("notifications_received")), as_int(r.get("notifications_sent"))
+    echoes = as_int(r.get("nonvoter_echoes")) or 0
+    return (None if received is None else received - echoes), (None if sent is None else sent - echoes)
+
+
 def _note(r: NodeEvent) -> _Note | None:
     sender = as_int(r.get("from"))
     if sender is None:
@@ -162,9 +170,11 @@ def vote_backing(ctx: Context, spec: Mapping[str, Any]) -> Finding:
             continue
         if r.event == "notification_received":
             n = _note(r)
-            if n is not None:
+            if n is not None and n.sender in ctx.voters:  # the core answers a non-voter and goes on
                 w.got.append(n)
         elif r.event == "notification_sent":
+            if as_int(r.get("to")) not in ctx.voters:
+                continue  # an echo to a non-voter: its own small budget at the node
             w.sent += 1
             if r.get("state") == "LOOKING":
                 rnd = as_int(r.get("round"))
@@ -180,13 +190,13 @@ def vote_backing(ctx: Context, spec: Mapping[str, Any]) -> Finding:
             if verdict.ok:
                 counts[path] += 1
                 continue
-            received = as_int(r.get("notifications_received"))
-            sent = as_int(r.get("notifications_sent"))
-            complete = (w.start.seq not in capped and (received is None or len(w.got) >= received)
+            received, sent = _voter_counts(r)
+            got = len(w.got)
+            complete = (w.start.seq not in capped and (received is None or got >= received)
                         and (sent is None or w.sent >= sent))
             if complete:
                 return Finding.invalid(verdict.message, verdict.evidence, r.seq)
-            unsure.append(f"node {sid} at seq {r.seq} ({len(w.got)} of {received} received notifications logged)")
+            unsure.append(f"node {sid} at seq {r.seq} ({got} of {received} received notifications logged)")
     summary = f"{counts['quorum']} quorum-path and {counts['out_of_election']} out-of-election decision(s) backed"
     if unsure:
         return Finding.unknown(f"unknown (capped): {len(unsure)} decision(s) not backed by the notification events "

@@ -183,7 +183,8 @@ def test_interrupt_cleans_up_and_exits_3(tmp_path, sig):
     assert not psutil.wait_procs(children, timeout=10)[1]
     assert not _ours(out, proc.pid)
     j = json.loads((out / "journal.json").read_text())
-    assert j["verdict"] == "unknown" and j["run"]["exit_code"] == 3
+    judged = [(x["name"], x["verdict"], x["message"]) for x in j["invariants"] if x["verdict"] != "valid"]
+    assert j["verdict"] == "unknown" and j["run"]["exit_code"] == 3, judged
     undone = {r["fault_id"] for r in records(j, "fault", phase="undone")}
     applied = {r["fault_id"] for r in records(j, "fault", phase="effective") if r["kind"] in ("partition", "pause")}
     assert applied and applied <= undone

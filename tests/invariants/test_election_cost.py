@@ -71,6 +71,19 @@ def test_a_resend_storm_is_invalid():
     assert r.verdict == "invalid" and "43 notifications > 30" in r.message
 
 
+def test_echoes_with_non_voters_are_not_election_cost():
+    """The node counts echoes with observers in its totals and apart
+    (``nonvoter_echoes``); they measure the CPU, not the election."""
+    b = formed()
+    election(b, 1, rounds=(2,), received=3 + 4000, sent=3 + 4000, extra={"nonvoter_echoes": 4000})
+    r = election_cost(b.journal(finished=False, invariants=()), BOUNDS)
+    assert r.verdict == "valid", r.message
+    b = formed()
+    election(b, 1, rounds=(2,), received=3 + 4000, sent=3 + 4000, extra={"nonvoter_echoes": 3980})
+    r = election_cost(b.journal(finished=False, invariants=()), BOUNDS)
+    assert r.verdict == "invalid" and "46 notifications > 30" in r.message  # 20 of them were not echoes
+
+
 def test_a_slow_election_is_invalid():
     b = formed()
     election(b, 2, duration_ms=2500)

@@ -116,6 +116,23 @@ def test_capped_notifications_make_it_unknown():
     assert "1 of 40 received notifications logged" in r.message
 
 
+def test_echoes_with_a_non_voter_neither_back_a_decision_nor_leave_it_unknown():
+    """A LOOKING voter and an OBSERVING observer (4) echo at machine speed; the
+    node logs only a few of those and counts them apart (``nonvoter_echoes``):
+    the voters' notifications are all there, so the decision is judged."""
+    b = formed()
+    start(b, 1, 2)
+    for _ in range(3):
+        got(b, 1, 4, "OBSERVING", 1, 2)
+        sent(b, 1, 1, 2, to=4)
+    got(b, 1, 1, "LOOKING", 1, 2)
+    got(b, 1, 2, "LOOKING", 2, 2)  # node 2 votes for itself
+    b.ev(1, "election_finished", leader=1, zxid=Z1, peer_epoch=1, round=2, duration_ms=210, path="quorum",
+         state="LEADING", notifications_sent=900, notifications_received=902, nonvoter_echoes=900)
+    r = judge(b)
+    assert r.verdict == "invalid" and "but only [1]" in r.message
+
+
 def test_weights_decide_what_a_quorum_is():
     b = formed(weights={3: 0})
     start(b, 1, 2)

@@ -269,6 +269,20 @@ def test_non_voter_sender_gets_current_vote_and_never_reaches_the_loop():
     assert 4 not in c.recvset and c.logical_clock == 1
 
 
+def test_echoes_with_non_voters_are_counted_apart_in_the_decision():
+    """A LOOKING voter and an OBSERVING observer answer each other at once, as
+    ZooKeeper does: the decision says how many of its notifications were that."""
+    c = started(1, observers=(4,))
+    for _ in range(5):
+        c.on_notification(1, n(4, O, 3))
+    c.on_notification(2, n(2, L, 3))
+    fx = c.on_notification(3, n(3, L, 3))
+    fx += c.on_timer(500, FINALIZE_TIMER, have_delivered=True)
+    d = of(fx, Decided)[0]
+    assert d.vote.leader == 3 and d.nonvoter_echoes == 5
+    assert d.notifications_received == 7 and d.notifications_sent >= 5 + 3
+
+
 def test_not_looking_answers_looking_sender_with_current_vote_and_its_round():
     c = started(1)
     c.on_notification(1, n(2, LD, 2, rnd=1))

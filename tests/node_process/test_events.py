@@ -93,3 +93,25 @@ def test_the_cores_per_message_events_share_the_cap(tmp_path):
         "state_changed", "notifications_suppressed", "election_finished"]
     sup = events[-2]
     assert (sup["sent"], sup["received"], sup["other"]) == (0, 0, 96)
+
+
+def test_echoes_with_non_voters_have_their_own_small_budget(tmp_path):
+    """A storm of echoes with an observer must not use up the budget the
+    voters' notifications need: both caps count apart, both are reported."""
+    from node.events import EventLog
+    log = EventLog(tmp_path / "events.jsonl", 1, max_notifications=4, nonvoters=frozenset({4}), max_echoes=2)
+    log.emit("election_started", {"logical_clock": 1})
+    for _ in range(100):
+        log.emit("notification_received", {"from": 4})
+        log.emit("notification_ignored", {"from": 4, "reason": "sender is not a voter"})
+        log.emit("notification_sent", {"to": 4})
+    for _ in range(3):
+        log.emit("notification_received", {"from": 2})
+    log.emit("election_finished", {"leader": 2})
+    log.close()
+    events = [json.loads(line) for line in (tmp_path / "events.jsonl").read_text().splitlines()]
+    names = [e["event"] for e in events]
+    assert names == ["election_started", "notification_received", "notification_ignored"] + \
+        ["notification_received"] * 3 + ["notifications_suppressed", "election_finished"]
+    sup = events[-2]
+    assert (sup["sent"], sup["received"], sup["other"], sup["echo"]) == (0, 0, 0, 298)

@@ -149,12 +149,14 @@ class ZabSim(Simulator):
                  protocol: str = "3.8", tick_time_ms: float = 200.0, init_limit: int = 10, sync_limit: int = 5,
                  txn_interval_ms: float = 100.0, min_delay_ms: float = 0.2, max_delay_ms: float = 2.0,
                  max_notification_interval: int = 2000, started: Iterable[int] | None = None,
-                 core_factory: Callable[..., FastLeaderElection] | None = None) -> None:
+                 core_factory: Callable[..., FastLeaderElection] | None = None,
+                 no_txns: Iterable[int] = ()) -> None:
         """``core_factory(sid, verifier, **core_args)`` makes each node's FLE core
         (default ``FastLeaderElection``): the seam a test uses to run a core with
         a rule changed, without touching the production class."""
         self.emit = emit
         self.core_factory = core_factory
+        self.no_txns = frozenset(no_txns)   # leaders that propose nothing (txnIntervalMs=0 in their zoo.cfg)
         self.tick_time_ms = tick_time_ms
         self.logs: dict[int, SimLog] = {sid: SimLog() for sid in sids}
         self.lead: dict[int, _Lead] = {}
@@ -675,7 +677,7 @@ class ZabSim(Simulator):
                 self._leader_gave_up(sid, QUORUM_LOST, "Not sufficient followers synced, only synced with sids: "
                                                        f"{sorted(alive)}")
                 return
-        while self.txn_interval_ms > 0 and self.now_ms >= ls.next_txn:
+        while self.txn_interval_ms > 0 and sid not in self.no_txns and self.now_ms >= ls.next_txn:
             ls.next_txn += self.txn_interval_ms
             self._propose(sid, ls)
 

@@ -164,6 +164,7 @@ class Ensemble:
     init_limit: int = 10
     sync_limit: int = 5
     txn_interval_ms: int = 100
+    no_txns: tuple[int, ...] = ()          # participants that propose no txn when they lead
     protocol: str = "3.8"
     start: tuple[int, ...] | None = None   # sids started at setup; None = every sid
     target: str | None = None              # what runs it (chaos.targets); the CLI's --target wins
@@ -207,6 +208,10 @@ class Ensemble:
                 return gid
         return None
 
+    def txn_interval_of(self, sid: int) -> int:
+        """ms between the txns ``sid`` proposes while it leads; 0: none (``no_txns``)."""
+        return 0 if sid in self.no_txns else self.txn_interval_ms
+
     def is_observer(self, sid: int) -> bool:
         return sid in self.observer_sids
 
@@ -229,6 +234,7 @@ class Ensemble:
                 "groups": [list(g) for g in self.groups] if self.groups else None,
                 "tick_time_ms": self.tick_time_ms, "init_limit": self.init_limit,
                 "sync_limit": self.sync_limit, "txn_interval_ms": self.txn_interval_ms,
+                **({"no_txns": list(self.no_txns)} if self.no_txns else {}),
                 "protocol": self.protocol,
                 "start": list(self.start) if self.start is not None else None,
                 **({"target": self.target} if self.target else {})}

@@ -427,8 +427,20 @@ class _Semantic:
                     self.err(path + ("start", i), f"sid {sid} is listed twice")
                 listed.add(sid)
             start = tuple(sorted(s for s in listed if 1 <= s <= nodes + observers))
+        no_txns: list[int] = []
+        if isinstance(e.get("no_txns"), list):
+            for i, sid in enumerate(e["no_txns"]):
+                if isinstance(sid, bool) or not isinstance(sid, int):
+                    continue  # the schema pass says why
+                if not 1 <= sid <= nodes:
+                    self.err(path + ("no_txns", i), f"sid {sid} is not a participant (1..{nodes}): "
+                                                   "only a participant can lead and propose")
+                elif sid in no_txns:
+                    self.err(path + ("no_txns", i), f"sid {sid} is listed twice")
+                else:
+                    no_txns.append(sid)
         return Ensemble(
-            nodes=nodes, observers=observers,
+            nodes=nodes, observers=observers, no_txns=tuple(sorted(no_txns)),
             weights=FrozenDict(full_weights) if (weights or groups) else FrozenDict(),
             groups=groups,
             tick_time_ms=tick,

@@ -136,6 +136,7 @@ PLAN_SCHEMA: dict[str, Any] = {
                 "init_limit": {"type": "integer", "minimum": 1},
                 "sync_limit": {"type": "integer", "minimum": 1},
                 "txn_interval": _DUR,
+                "no_txns": {"type": "array", "items": {"type": "integer", "minimum": 1}},
                 "protocol": {"enum": ["3.8", "3.4", 3.8, 3.4],
                              "x-expected": "protocol \"3.8\" or \"3.4\""},
                 "start": {"type": "array", "minItems": 1,

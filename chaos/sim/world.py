@@ -79,7 +79,7 @@ def build_world(spec: Ensemble, seed: int, emit: Callable[[int, str, dict], None
     return ZabSim(spec.quorum(), spec.sids, seed=seed, emit=emit, protocol=spec.protocol,
                   tick_time_ms=spec.tick_time_ms, init_limit=spec.init_limit, sync_limit=spec.sync_limit,
                   txn_interval_ms=spec.txn_interval_ms if txn_interval_ms is None else txn_interval_ms,
-                  started=(), core_factory=core_factory)
+                  started=(), core_factory=core_factory, no_txns=spec.no_txns)
 
 
 class SimTarget:

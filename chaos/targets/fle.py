@@ -113,7 +113,7 @@ class FleTarget(ProcessTarget):
             f"clientPortAddress={self.host(sid)}",
             "4lw.commands.whitelist=*",
             "electionAlg=3",
-            f"txnIntervalMs={s.txn_interval_ms}",
+            f"txnIntervalMs={s.txn_interval_of(sid)}",
             f"fle.protocol={s.protocol}",
             f"fle.maxNotificationInterval={MAX_NOTIFICATION_INTERVAL_MS}",
         ]

@@ -360,3 +360,19 @@ steps:
     j = json.loads((out / "journal.json").read_text())
     failed = [r for r in records(j, "step_finished") if not r["ok"]]
     assert failed and "time limit" in failed[0]["error"] and failed[0]["step"] == "steps[1]"
+
+
+@pytest.mark.slow
+def test_baseline_records_a_plan_that_asks_for_one_it_does_not_have_yet(tmp_path):
+    """A new plan says `election_cost: baseline` before its entry exists:
+    `chaos baseline` is how the entry comes to exist, so it must load it."""
+    plan = tmp_path / "fresh.yaml"
+    plan.write_text("name: fresh\ndescription: forms, nothing else\nseed: 4\ntime_limit: 30s\n"
+                    "ensemble: {nodes: 3}\ninvariants:\n  election_cost: baseline\n"
+                    "steps:\n  - wait: {for: stable, timeout: 20s}\n")
+    assert run_chaos("validate", str(plan), timeout=120).returncode == 2   # no entry yet
+    res = run_chaos("baseline", str(plan), "--repeat", "1", "--runs-dir", str(tmp_path / "runs"), timeout=300)
+    assert res.returncode == 0, res.stdout + res.stderr
+    table = json.loads((tmp_path / "baselines.json").read_text())
+    assert table["plans"]["fresh"]["runs"] == 1
+    assert run_chaos("validate", str(plan), timeout=120).returncode == 0

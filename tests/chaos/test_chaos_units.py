@@ -53,6 +53,12 @@ def test_zoo_cfg_weights_and_groups(tmp_path):
     assert c["weight.5"] == "0" and c["weight.1"] == "1"
 
 
+def test_zoo_cfg_no_txns_sets_the_listed_leaders_interval_to_zero(tmp_path):
+    spec = Spec(nodes=3, txn_interval_ms=80, no_txns=(1, 3))
+    ens, _ = _ensemble(tmp_path, spec)
+    assert [_cfg(ens.zoo_cfg(s))["txnIntervalMs"] for s in (1, 2, 3)] == ["0", "80", "0"]
+
+
 def test_parse_fles():
     d = parse_fles("fle_sid\t2\nfle_state\tFOLLOWING\nfle_leader\t3\nfle_last_election_path\tquorum\ngarbage\n")
     assert d == {"fle_sid": 2, "fle_state": "FOLLOWING", "fle_leader": 3, "fle_last_election_path": "quorum"}

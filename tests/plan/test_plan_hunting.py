@@ -74,6 +74,17 @@ def test_txn_interval_zero_is_an_ensemble_of_no_txns():
     assert plan.ensemble.txn_interval_ms == 0
 
 
+def test_no_txns_names_participants_that_propose_nothing_when_they_lead(tmp_path):
+    head = HEAD.replace("{nodes: 5}", "{nodes: 3, observers: 1, no_txns: [2, 1]}")
+    spec = _plan("{wait: stable}", head=head).ensemble
+    assert spec.no_txns == (1, 2) and spec.to_json()["no_txns"] == [1, 2]
+    assert [spec.txn_interval_of(s) for s in spec.sids] == [0, 0, 100, 100]
+    assert "no_txns" not in Ensemble(nodes=3).to_json()
+    assert _issues("{wait: stable}", head=HEAD.replace("{nodes: 5}", "{nodes: 3, observers: 1, no_txns: [4, 2, 2]}")) \
+        == ["ensemble.no_txns[0]: sid 4 is not a participant (1..3): only a participant can lead and propose",
+            "ensemble.no_txns[2]: sid 2 is listed twice"]
+
+
 def test_nemesis_defaults_and_json():
     n = _plan("{nemesis: {duration: 1m, faults: [kill, silent_death]}}").steps[0]
     assert isinstance(n, Nemesis)

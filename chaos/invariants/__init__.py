@@ -60,6 +60,7 @@ from .rules import vote_rules
 from .lease import leader_lease
 from .links import interposition
 from .writes import zk_log_agreement, zk_no_committed_txn_lost
+from .zk_votes import zk_leader_validity, zk_out_of_election_join, zk_vote_backing
 
 __all__ = [
     "InvariantResult", "Verdict", "VALID", "INVALID", "UNKNOWN", "DEFAULT_CONVERGENCE_S", "NodeView",
@@ -67,4 +68,5 @@ __all__ = [
     "single_leader", "convergence", "out_of_election_join", "leader_validity", "no_committed_txn_lost",
     "log_agreement", "leader_eligibility", "election_cost", "vote_backing", "vote_rules", "leader_lease",
     "interposition", "check_all", "overall", "setup_failure", "zk_no_committed_txn_lost", "zk_log_agreement",
+    "zk_vote_backing", "zk_leader_validity", "zk_out_of_election_join",
 ]

@@ -388,10 +388,6 @@ def check_all(journal: Journal, specs: Mapping[str, Mapping[str, Any]] | None = 
 
 EVIDENCE_GAPS: Mapping[str, Mapping[str, str]] = MappingProxyType({
     "zookeeper": MappingProxyType({
-        "leader_validity": "ZooKeeper's log does not say which path (quorum or out of election) decided "
-                           "an election, nor the peerEpoch a node started it with",
-        "vote_backing": "ZooKeeper's log does not say which path and round decided an election",
-        "out_of_election_join": "ZooKeeper's log does not say whether a join was decided out of election",
         "election_cost": "ZooKeeper logs only the notifications it broadcasts while LOOKING, "
                          "not its replies, so rounds and notification counts are incomplete",
         "vote_rules": "ZooKeeper's log does not show each notification its election loop consumes "

@@ -4,7 +4,7 @@ committed txn lost across a leader change."""
 
 from __future__ import annotations
 
-from typing import Any, Iterable, Mapping
+from typing import Any, Callable, Iterable, Mapping
 
 from chaos.records import Fault, LogSummary, NodeEvent, Process, Record, Status, StepFinished, StepStarted, Teardown
 from zkrules.vote import zxid_counter, zxid_epoch
@@ -167,7 +167,16 @@ def _active_link_faults(records: Iterable[Record]) -> set[str]:
     return active
 
 
-def _judge_join(ctx: Context, i: int, leader: int, epoch: int) -> Finding | None:
+PathOf = Callable[[NodeEvent], "str | None"]
+"""The path an ``election_finished`` took: the node says so (``path``); for a
+target whose log does not, a check passes its own (:mod:`.zk_votes`)."""
+
+
+def _path_said(r: NodeEvent) -> str | None:
+    return r.get("path")
+
+
+def _judge_join(ctx: Context, i: int, leader: int, epoch: int, path_of: PathOf = _path_said) -> Finding | None:
     """One restart (``records[i]``) into ``leader``'s established ``epoch``:
     None when the node joined, or the leader went away first."""
     restart = ctx.records[i]
@@ -194,16 +203,21 @@ def _judge_join(ctx: Context, i: int, leader: int, epoch: int) -> Finding | None
         if _sid(r) != sid:
             continue
         if isinstance(r, NodeEvent) and r.event == "election_finished" and finished is None:
+            if _int(r.get("leader")) is None:
+                return Finding.unknown(f"node {sid} restarted (seq {seq0}) while {leader} led epoch {epoch}; its "
+                                       f"election finished (seq {r.seq}) without naming a leader in the log")
             finished = r
-            if r.get("path") != "out_of_election" or r.get("leader") != leader:
+            path = path_of(r)
+            if path != "out_of_election" or r.get("leader") != leader:
                 return Finding.invalid(
                     f"node {sid} restarted (seq {seq0}) while {leader} led epoch {epoch}, but its election "
-                    f"finished with leader {r.get('leader', '—')} via path {r.get('path', '—')}", (seq0, r.seq))
+                    f"finished with leader {r.get('leader', '—')} via path {path or '—'}", (seq0, r.seq))
         role = _role(r)
         if role is None:
             continue
         state, follows = role
-        if state == "LEADING" or (state in ("FOLLOWING", "OBSERVING") and follows != leader):
+        # a poll that shows the role without the leader (ZooKeeper's mntr) names no other leader
+        if state == "LEADING" or (state in ("FOLLOWING", "OBSERVING") and follows is not None and follows != leader):
             return Finding.invalid(
                 f"node {sid} restarted (seq {seq0}) while {leader} led, but ended {state} "
                 f"{'itself' if state == 'LEADING' else follows}", (seq0, r.seq))
@@ -224,6 +238,11 @@ def out_of_election_join(ctx: Context, spec: Mapping[str, Any]) -> Finding:
     ensemble is running when a leader has established its epoch and a quorum
     follows it: a leader that has only just gone LEADING still shows the
     previous epoch, and establishing its own is no fault of the restart."""
+    return judge_joins(ctx)
+
+
+def judge_joins(ctx: Context, path_of: PathOf = _path_said) -> Finding:
+    """out_of_election_join with the path of each decision from ``path_of``."""
     started: set[int] = set()
     joins: list[tuple[int, int, int]] = []  # (index of the restart, leader, established epoch)
     for i, r in enumerate(ctx.records):
@@ -236,7 +255,7 @@ def out_of_election_join(ctx: Context, spec: Mapping[str, Any]) -> Finding:
         return Finding.valid("no restart into a running ensemble")
     done = 0
     for i, leader, epoch in joins:
-        bad = _judge_join(ctx, i, leader, epoch)
+        bad = _judge_join(ctx, i, leader, epoch, path_of)
         if bad is not None:
             return bad
         done += 1

@@ -56,7 +56,7 @@ from .logs import log_agreement
 from .eligibility import leader_eligibility
 from .cost import election_cost
 from .votes import vote_backing
-from .rules import vote_rules
+from .rules import vote_rules, zk_vote_rules
 from .lease import leader_lease
 from .links import interposition
 from .writes import zk_log_agreement, zk_no_committed_txn_lost
@@ -68,5 +68,5 @@ __all__ = [
     "single_leader", "convergence", "out_of_election_join", "leader_validity", "no_committed_txn_lost",
     "log_agreement", "leader_eligibility", "election_cost", "vote_backing", "vote_rules", "leader_lease",
     "interposition", "check_all", "overall", "setup_failure", "zk_no_committed_txn_lost", "zk_log_agreement",
-    "zk_vote_backing", "zk_leader_validity", "zk_out_of_election_join",
+    "zk_vote_backing", "zk_leader_validity", "zk_out_of_election_join", "zk_vote_rules",
 ]

@@ -390,8 +390,6 @@ EVIDENCE_GAPS: Mapping[str, Mapping[str, str]] = MappingProxyType({
     "zookeeper": MappingProxyType({
         "election_cost": "ZooKeeper logs only the notifications it broadcasts while LOOKING, "
                          "not its replies, so rounds and notification counts are incomplete",
-        "vote_rules": "ZooKeeper's log does not show each notification its election loop consumes "
-                      "next to the sends that answer it, so proposal changes cannot be replayed",
     }),
 })
 """target kind -> invariant -> why that target's journal holds no evidence for it."""

@@ -23,6 +23,14 @@ core's answer to it. From those events this check replays the seed's loop:
   of the notification just received, which must be of the same round, from a
   voter, and beat the old proposal.
 
+On ZooKeeper (``zk_vote_rules``) the log shows each notification when it
+arrives, not when the election loop takes it from its queue, so "the
+notification just received" is replaced by any LOOKING notification from a
+voter the server received since its process started: a round jump or a
+proposal change is broken only when none of them allows it. The clock rule
+needs the round of each decision, which ZooKeeper's log does not give; it is
+not judged there.
+
 Only LOOKING notifications to voters count: the answer to an observer carries
 the node's last *decided* vote (WorkerReceiver), not its proposal. An
 election whose notification events are incomplete (a node or journal cap)
@@ -37,9 +45,9 @@ from typing import Any, Mapping
 from chaos.records import NodeEvent, NotificationsCapped, Process
 from zkrules.vote import total_order_predicate
 
-from .core import Context, Finding, as_int, invariant
+from .core import Context, Finding, as_int, invariant, target_invariant
 
-__all__ = ["vote_rules"]
+__all__ = ["vote_rules", "zk_vote_rules"]
 
 VoteT = tuple[int, int, int]  # (leader, zxid, peer_epoch)
 
@@ -58,6 +66,7 @@ class _Election:
 class _Node:
     decided_round: int | None = None      # round of this process's last decision
     election: _Election | None = None
+    received: list[NodeEvent] = field(default_factory=list)   # superset mode: LOOKING votes since start
 
 
 @dataclass(slots=True)
@@ -68,10 +77,15 @@ class _Tally:
     unsure: list[str] = field(default_factory=list)
 
 
+def _signed(v: int | None) -> int | None:
+    """A 64-bit field read unsigned (ZooKeeper logs Long.MIN_VALUE as hex 8000…) as Java holds it."""
+    return v - (1 << 64) if v is not None and v >= 1 << 63 else v
+
+
 def _vote(d: Any) -> VoteT | None:
     if not isinstance(d, Mapping):
         return None
-    v = (as_int(d.get("leader")), as_int(d.get("zxid")), as_int(d.get("peer_epoch")))
+    v = (as_int(d.get("leader")), _signed(as_int(d.get("zxid"))), _signed(as_int(d.get("peer_epoch"))))
     return None if None in v else v  # type: ignore[return-value]
 
 
@@ -85,10 +99,17 @@ def _fmt(v: VoteT | None) -> str:
 class _Rules:
     """One pass over the journal; :meth:`run` returns the first broken rule, if any."""
 
-    def __init__(self, ctx: Context) -> None:
+    def __init__(self, ctx: Context, *, superset: bool = False) -> None:
         self.ctx = ctx
+        self.superset = superset
         self.nodes: dict[int, _Node] = {}
         self.capped = {r.election_seq for r in ctx.records if isinstance(r, NotificationsCapped)}
+        # superset mode trusts a log that shows a server's notifications to itself (every
+        # broadcast includes one) and was not capped by the orchestrator
+        self.complete = {r.sid for r in ctx.records if isinstance(r, NodeEvent)
+                         and r.event == "notification_received"
+                         and (as_int(r.get("from")) == r.sid or r.sid not in ctx.voters)} \
+            - {r.sid for r in ctx.records if isinstance(r, NotificationsCapped)}
         self.tally = _Tally()
 
     def beats(self, new: VoteT, cur: VoteT) -> bool:
@@ -108,6 +129,9 @@ class _Rules:
 
     def event(self, node: _Node, r: NodeEvent) -> Finding | None:
         e = node.election
+        if (self.superset and r.event == "notification_received" and r.get("my_state") == "LOOKING"
+                and r.get("state") == "LOOKING" and as_int(r.get("from")) in self.ctx.voters):
+            node.received.append(r)
         if r.event == "node_started":
             node.decided_round, node.election = None, None
         elif r.event == "election_started":
@@ -132,6 +156,8 @@ class _Rules:
         elif r.event == "notification_received":
             e.last_received = r
         elif r.event == "notification_sent" and r.get("state") == "LOOKING" and as_int(r.get("to")) in self.ctx.voters:
+            if self.superset:
+                return self.sent_superset(r.sid or 0, e, r, node.received)
             return self.sent(r.sid or 0, e, r)
         return None
 
@@ -185,7 +211,46 @@ class _Rules:
         e.prop = vote
         return None
 
+    def sent_superset(self, sid: int, e: _Election, r: NodeEvent, received: list[NodeEvent]) -> Finding | None:
+        """:meth:`sent` when the log shows arrivals, not consumption: any LOOKING
+        vote of that round the server received may be the one it acted on."""
+        rnd, vote = as_int(r.get("round")), _vote(r.data)
+        if rnd is None or vote is None or e.init is None or e.prop is None:
+            return None
+        if rnd < e.clock:
+            return self.broken(e, r, f"node {sid} sent a LOOKING notification in round {rnd}, below the round "
+                                     f"{e.clock} it had already reached in that election", (e.start.seq, r.seq))
+        of_round = [(n, v) for n in received if as_int(n.get("round")) == rnd and (v := _vote(n.data)) is not None]
+        if rnd > e.clock:
+            e.clock, old_prop, e.prop = rnd, e.prop, vote
+            if not of_round:
+                return None  # the cause is not in the log; do not guess
+            self.tally.jumps += 1
+            if any(vote == (v if self.beats(v, e.init) else e.init) for _, v in of_round):
+                return None
+            return self.broken(
+                e, r, f"node {sid} moved to round {rnd} and proposed {_fmt(vote)}, but for none of the "
+                      f"{len(of_round)} LOOKING vote(s) of that round it had received is that the better of the vote "
+                      f"and its own {_fmt(e.init)} (before: {_fmt(old_prop)})",
+                (e.start.seq, of_round[-1][0].seq, r.seq))
+        if vote == e.prop:
+            return None
+        self.tally.changes += 1
+        old, e.prop = e.prop, vote
+        if not self.beats(vote, old):
+            return self.broken(e, r, f"node {sid} replaced its proposal {_fmt(old)} with {_fmt(vote)} in round "
+                                     f"{rnd}, which does not beat it in the total order (peer epoch, then zxid, "
+                                     "then sid; never a zero-weight server)", (e.start.seq, r.seq))
+        if not any(v == vote for _, v in of_round):
+            return self.broken(e, r, f"node {sid} changed its proposal in round {rnd} from {_fmt(old)} to "
+                                     f"{_fmt(vote)}, which none of the {len(of_round)} LOOKING vote(s) of that round "
+                                     "it had received proposes", (e.start.seq, r.seq))
+        return None
+
     def broken(self, e: _Election, r: NodeEvent, message: str, where: tuple[int, ...]) -> Finding | None:
+        if self.superset and r.sid not in self.complete:
+            self.tally.unsure.append(f"node {r.sid} at seq {r.seq} (its log shows no notification to itself)")
+            return None
         if e.suppressed or e.start.seq in self.capped:
             self.tally.unsure.append(f"node {r.sid} at seq {r.seq}")
             e.prop = _vote(r.data)
@@ -198,7 +263,18 @@ class _Rules:
 def vote_rules(ctx: Context, spec: Mapping[str, Any]) -> Finding:
     """Each LOOKING node bumps its logical clock per election and changes its
     proposal only to a better vote of its own round, as lookForLeader does."""
-    rules = _Rules(ctx)
+    return _judge(_Rules(ctx))
+
+
+@target_invariant("zookeeper", "vote_rules")
+def zk_vote_rules(ctx: Context, spec: Mapping[str, Any]) -> Finding:
+    """Each LOOKING server moves its proposal only to a better vote of its own
+    round that it received, and a new round only to the better of such a vote
+    and its own, as lookForLeader does (judged on what the log shows arriving)."""
+    return _judge(_Rules(ctx, superset=True))
+
+
+def _judge(rules: _Rules) -> Finding:
     found = rules.run()
     if found is not None:
         return found

@@ -104,6 +104,13 @@ _PEER = re.compile(r"^Peer state changed: (.+)$")
 _LEAVE = re.compile(r"About to leave FLE instance: leader=(-?\d+), zxid=0x([0-9a-f]+), my id=(\d+), my state=(\w+)")
 
 
+def _hex64(text: str) -> int:
+    """A Java ``Long.toHexString``: two's complement, so Long.MIN_VALUE (an
+    observer's vote) reads ``8000000000000000``."""
+    v = int(text, 16)
+    return v - (1 << 64) if v >= 1 << 63 else v
+
+
 def _wall(stamp: str) -> float:
     d = _dt.datetime.strptime(stamp, "%Y-%m-%d %H:%M:%S,%f").replace(tzinfo=_dt.timezone.utc)
     return d.timestamp()
@@ -124,14 +131,14 @@ def parse_log_line(sid: int, line: str, mono_offset: float) -> dict | None:
     head = {"ts": ts, "mono_ms": round((ts - mono_offset) * 1000.0, 3), "sid": sid}
     if (r := _SENT.search(msg)):
         return {**head, "event": "notification_sent", "to": int(r[4]), "state": "LOOKING",
-                "leader": int(r[1]), "zxid": int(r[2], 16), "round": int(r[3], 16), "peer_epoch": int(r[6], 16)}
+                "leader": int(r[1]), "zxid": _hex64(r[2]), "round": _hex64(r[3]), "peer_epoch": _hex64(r[6])}
     if (r := _RECV.search(msg)):
         return {**head, "event": "notification_received", "from": int(r[2]), "state": r[3],
-                "leader": int(r[4]), "zxid": int(r[7], 16), "round": int(r[5], 16),
-                "peer_epoch": int(r[6], 16), "version": int(r[8], 16), "my_state": r[1]}
+                "leader": int(r[4]), "zxid": _hex64(r[7]), "round": _hex64(r[5]),
+                "peer_epoch": _hex64(r[6]), "version": _hex64(r[8]), "my_state": r[1]}
     if (r := _NEW.search(msg)):
-        return {**head, "event": "election_started", "last_zxid": int(r[2], 16),
-                "vote": {"leader": int(r[1]), "zxid": int(r[2], 16), "peer_epoch": None}}
+        return {**head, "event": "election_started", "last_zxid": _hex64(r[2]),
+                "vote": {"leader": int(r[1]), "zxid": _hex64(r[2]), "peer_epoch": None}}
     if (r := _TOOK.search(msg)):
         ms = int(r[2]) * (1000 if r[3].upper() in ("S", "SEC", "SECONDS") else 1)
         return {**head, "event": "election_finished", "state": r[1], "duration_ms": ms,
@@ -139,7 +146,7 @@ def parse_log_line(sid: int, line: str, mono_offset: float) -> dict | None:
     if (r := _PEER.search(msg)):
         return {**head, "event": "peer_state_changed", "peer_state": r[1].strip()}
     if (r := _LEAVE.search(msg)):
-        return {**head, "event": "fle_left", "leader": int(r[1]), "zxid": int(r[2], 16), "state": r[4]}
+        return {**head, "event": "fle_left", "leader": int(r[1]), "zxid": _hex64(r[2]), "state": r[4]}
     return None
 
 

@@ -85,6 +85,15 @@ def test_zookeeper_log_lines_become_node_events():
     assert sent["mono_ms"] == pytest.approx((sent["ts"] - 1_000.0) * 1000.0)
 
 
+def test_an_observers_long_min_vote_reads_negative_as_java_holds_it():
+    line = ("2026-11-29 07:13:05,120 DEBUG [QuorumPeer[myid=4](plain=198.18.242.5:20696)(secure=disabled)] "
+            "FastLeaderElection - Sending Notification: -9223372036854775808 (n.leader), 0x8000000000000000 "
+            "(n.zxid), 0x1 (n.round), 1 (recipient), 4 (myid), 0x8000000000000000 (n.peerEpoch) ")
+    ev = parse_log_line(4, line, mono_offset=0.0)
+    assert ev is not None and ev["event"] == "notification_sent"
+    assert ev["leader"] == ev["zxid"] == ev["peer_epoch"] == -(1 << 63) and ev["round"] == 1
+
+
 def test_mntr_parses_tab_separated_lines():
     m = parse_mntr("zk_version\t3.8.0-x, built on ...\nzk_server_state\tfollower\nzk_peer_state\tfollowing - broadcast\n")
     assert m["zk_server_state"] == "follower" and m["zk_peer_state"].endswith("broadcast")

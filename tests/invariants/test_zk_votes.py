@@ -210,3 +210,58 @@ def test_a_restart_decided_by_looking_votes_alone_did_not_join():
     finish(b, 1, 3)
     kind, msg = verdicts(b, "out_of_election_join")["out_of_election_join"]
     assert kind == "invalid" and "via path quorum" in msg
+
+
+def rules(b: JournalBuilder) -> tuple[str, str]:
+    return verdicts(b, "vote_rules")["vote_rules"]
+
+
+def test_a_proposal_moves_to_a_better_vote_of_its_round_it_received():
+    b = zk()
+    start(b, 1)
+    send(b, 1, 1)
+    got(b, 1, 1, 1)
+    got(b, 1, 3, 3)
+    send(b, 1, 3)          # adopted 3's vote, which beats its own (same epoch and zxid, larger sid)
+    kind, msg = rules(b)
+    assert kind == "valid" and "1 proposal change(s)" in msg
+
+
+def test_a_proposal_nobody_sent_in_that_round_is_a_broken_rule():
+    b = zk()
+    start(b, 1)
+    send(b, 1, 1)
+    got(b, 1, 1, 1)
+    got(b, 1, 3, 3, rnd=2)  # of another round
+    send(b, 1, 3)
+    kind, msg = rules(b)
+    assert kind == "invalid" and "none of the 1 LOOKING vote(s) of that round it had received proposes" in msg
+
+
+def test_a_worse_proposal_is_a_broken_rule():
+    b = zk()
+    start(b, 3)
+    send(b, 3, 3)
+    got(b, 3, 3, 3)
+    got(b, 3, 1, 1)
+    send(b, 3, 1)          # 1 does not beat 3
+    kind, msg = rules(b)
+    assert kind == "invalid" and "which does not beat it in the total order" in msg
+
+
+def test_a_round_jump_proposes_the_better_of_the_received_vote_and_its_own():
+    b = zk()
+    start(b, 3)
+    send(b, 3, 3)
+    got(b, 3, 3, 3)
+    got(b, 3, 1, 1, rnd=4)
+    send(b, 3, 3, rnd=4)   # its own vote is better than 1's
+    assert rules(b) == ("valid", "1 election(s) replayed: 0 proposal change(s), 1 round jump(s)")
+    b = zk()
+    start(b, 3)
+    send(b, 3, 3)
+    got(b, 3, 3, 3)
+    got(b, 3, 1, 1, rnd=4)
+    send(b, 3, 1, rnd=4)   # took 1's worse vote with the new round
+    kind, msg = rules(b)
+    assert kind == "invalid" and "moved to round 4 and proposed (leader 1" in msg

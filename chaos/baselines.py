@@ -43,6 +43,7 @@ from typing import Any, Callable, Mapping
 __all__ = [
     "BASELINES_FILE", "RECORDING_ENV", "ROUNDS_MARGIN", "NOTIFICATIONS_FACTOR", "NOTIFICATIONS_MIN_MARGIN",
     "DURATION_FACTOR", "DURATION_MIN_MARGIN_MS", "BaselineError", "baselines_path", "bounds_from", "resolve", "recording",
+    "entry_key", "for_target",
     "measure", "record_baselines",
 ]
 
@@ -96,15 +97,40 @@ def _read_table(path: Path) -> dict[str, Any]:
     return data
 
 
-def resolve(plan_file: str | os.PathLike[str], plan_name: str) -> dict[str, Any]:
+def entry_key(plan_name: str, target: str = "fle") -> str:
+    """A plan's row in the table: our node's under the plan's name, another
+    target's (its elections cost what they cost there) as ``name@target``."""
+    return plan_name if target == "fle" else f"{plan_name}@{target}"
+
+
+def resolve(plan_file: str | os.PathLike[str], plan_name: str, target: str = "fle") -> dict[str, Any]:
     """The ``election_cost`` parameters of ``election_cost: baseline``: the
     bounds and ``source`` (the table's path). Raises BaselineError."""
     path = baselines_path(plan_file)
-    entry = _read_table(path).get("plans", {}).get(plan_name)
+    entry = _read_table(path).get("plans", {}).get(entry_key(plan_name, target))
     if not isinstance(entry, dict):
-        raise BaselineError(f"no baseline for plan '{plan_name}' in {path}; "
-                            f"record one with `chaos baseline {plan_file}`")
+        flag = "" if target == "fle" else f" --target {target}"
+        raise BaselineError(f"no {target} baseline for plan '{plan_name}' in {path}; "
+                            f"record one with `chaos baseline{flag} {plan_file}`")
     return {**bounds_from(entry), "source": str(path)}
+
+
+def for_target(plan: Any, target: str) -> Any:
+    """``plan`` with its ``election_cost: baseline`` bounds taken from
+    ``target``'s row (our node's are resolved when the plan is parsed). With no
+    row the check has no bounds to judge by and says so (``missing``)."""
+    spec = plan.invariant("election_cost")
+    if target == "fle" or spec is None or "source" not in spec.params or recording():
+        return plan
+    import dataclasses
+    from chaos.plan.model import FrozenDict, InvariantSpec
+    try:
+        params: dict[str, Any] = resolve(plan.source_path, plan.name, target)
+    except BaselineError as e:
+        params = {"missing": str(e)}
+    invariants = tuple(InvariantSpec(i.name, FrozenDict(params)) if i.name == "election_cost" else i
+                       for i in plan.invariants)
+    return dataclasses.replace(plan, invariants=invariants)
 
 
 # --------------------------------------------------------------------------- recording
@@ -143,7 +169,7 @@ class _Run:
     out: Path
 
 
-def _run_all(runs: list[_Run], jobs: int, say: Callable[[str], None]) -> None:
+def _run_all(runs: list[_Run], jobs: int, say: Callable[[str], None], target: str = "fle") -> None:
     """Each run as `python -m chaos run` in its own process, ``jobs`` at a time."""
     from chaos import procs
     env = {**os.environ, RECORDING_ENV: "1"}
@@ -152,7 +178,8 @@ def _run_all(runs: list[_Run], jobs: int, say: Callable[[str], None]) -> None:
         while pending or active:
             while pending and len(active) < jobs:
                 run = pending.pop(0)
-                argv = [sys.executable, "-m", "chaos", "run", str(run.plan.source_path), "--out", str(run.out)]
+                argv = [sys.executable, "-m", "chaos", "run", str(run.plan.source_path), "--out", str(run.out),
+                        "--target", target]
                 if run.plan.seed is not None:
                     argv += ["--seed", str(run.plan.seed + run.k)]
                 run.out.parent.mkdir(parents=True, exist_ok=True)
@@ -176,7 +203,7 @@ def _run_all(runs: list[_Run], jobs: int, say: Callable[[str], None]) -> None:
 
 
 def record_baselines(plans: list[Any], *, repeat: int, out: Path | None, jobs: int = 1,
-                     runs_dir: Path | None = None, say: Callable[[str], None] = print) -> int:
+                     runs_dir: Path | None = None, say: Callable[[str], None] = print, target: str = "fle") -> int:
     """Run, measure and write the table; returns an exit code (0 every plan
     recorded, 3 some plan had no clean run)."""
     if not plans:
@@ -185,7 +212,7 @@ def record_baselines(plans: list[Any], *, repeat: int, out: Path | None, jobs: i
     runs_dir = runs_dir or Path(tempfile.mkdtemp(prefix="chaos-baseline-"))
     runs = [_Run(p, k, runs_dir / f"{p.name}-{k + 1}") for p in plans for k in range(repeat)]
     say(f"baseline: {len(runs)} run(s) in {runs_dir}, {jobs} at a time")
-    _run_all(runs, jobs, say)
+    _run_all(runs, jobs, say, target)
     table = _read_table(out)
     entries = dict(table.get("plans", {}))
     missing = []
@@ -198,7 +225,7 @@ def record_baselines(plans: list[Any], *, repeat: int, out: Path | None, jobs: i
             say(f"{p.name}: no clean run, baseline not recorded")
             continue
         entry["repeat"] = repeat
-        entries[p.name] = entry
+        entries[entry_key(p.name, target)] = entry
         b = bounds_from(entry)
         say(f"{p.name}: {entry['runs']} clean run(s), {entry['elections']} election(s): rounds {entry['max_rounds']}, "
             f"notifications {entry['max_notifications']}, p99 {entry['p99_ms']:g} ms -> bounds "

@@ -384,7 +384,9 @@ def report(run_dir: Path) -> None:
 @click.option("--jobs", type=click.IntRange(1), default=1, help="Runs in parallel (separate processes).")
 @click.option("--runs-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Where the runs go (default: a new temporary directory).")
-def baseline(plans, repeat, out, jobs, runs_dir) -> None:
+@click.option("--target", type=click.Choice(_target_names()), default="fle", show_default=True,
+              help="Whose elections to measure: our node's, or real ZooKeeper's (rows `PLAN@zookeeper`).")
+def baseline(plans, repeat, out, jobs, runs_dir, target) -> None:
     """Record what clean runs of PLAN(s) cost per election (the bounds of
     `election_cost: baseline`); updates those plans' entries in the table."""
     from chaos.baselines import RECORDING_ENV, record_baselines
@@ -393,8 +395,14 @@ def baseline(plans, repeat, out, jobs, runs_dir) -> None:
     loaded, bad = _load_plans(plans)
     if bad:
         sys.exit(ExitCode.USAGE)
+    for p in [p for p in loaded if p.targets and target not in p.targets]:
+        click.echo(f"{p.name}: skipped, not for {target} ({p.targets_reason or 'targets: ' + ', '.join(p.targets)})",
+                   err=True)
+        loaded.remove(p)
+    if not loaded:
+        sys.exit(ExitCode.OK)
     sys.exit(record_baselines(loaded, repeat=repeat, out=out, jobs=jobs, runs_dir=runs_dir,
-                              say=lambda m: click.echo(m, err=True)))
+                              say=lambda m: click.echo(m, err=True), target=target))
 
 
 @cli.command("sim")

@@ -157,7 +157,8 @@ class _Progress:
 class Runner:
     def __init__(self, opts: RunOptions) -> None:
         self.opts = opts
-        self.plan = opts.plan
+        from chaos.baselines import for_target
+        self.plan = for_target(opts.plan, opts.target)   # another target's elections have their own baseline
         self.replay_table: dict[str, list[dict]] = {}
         seed = opts.seed
         if opts.replay is not None:

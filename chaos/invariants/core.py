@@ -388,8 +388,6 @@ def check_all(journal: Journal, specs: Mapping[str, Mapping[str, Any]] | None = 
 
 EVIDENCE_GAPS: Mapping[str, Mapping[str, str]] = MappingProxyType({
     "zookeeper": MappingProxyType({
-        "election_cost": "ZooKeeper logs only the notifications it broadcasts while LOOKING, "
-                         "not its replies, so rounds and notification counts are incomplete",
     }),
 })
 """target kind -> invariant -> why that target's journal holds no evidence for it."""

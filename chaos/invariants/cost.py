@@ -183,6 +183,8 @@ def _bound(spec: Mapping[str, Any], key: str) -> float | None:
 def election_cost(ctx: Context, spec: Mapping[str, Any]) -> Finding:
     """Each election's rounds, notifications and duration stay within the
     plan's bounds (``max_rounds``, ``max_notifications``, ``max_ms``)."""
+    if isinstance(spec.get("missing"), str):
+        return Finding.unknown(f"no bounds to judge by: {spec['missing']}")
     costs = election_costs(ctx)
     judged = [c for c in costs if c.judged]
     skipped = len(costs) - len(judged)

@@ -157,19 +157,44 @@ class ElectionFold:
     Notification`` after it has both (a LOOKING node broadcasts its new vote at
     once), so ``election_started`` is emitted with that send, completed. ``About
     to leave FLE instance`` (DEBUG) names the leader decided and its zxid; the
-    ``… - LEADER ELECTION TOOK`` line after it gets them. Nothing is inferred
-    beyond what the lines say."""
+    ``… - LEADER ELECTION TOOK`` line after it gets them, and the election's
+    notification counts: every ``Notification:`` taken while LOOKING, every
+    broadcast, and the one reply WorkerReceiver sends unlogged to each LOOKING
+    notification of a round below the server's (its round is that of its last
+    broadcast). ZooKeeper logs nothing of its exchange with non-voters, which
+    is no election cost here either (``nonvoter_echoes`` on our node)."""
 
     def __init__(self) -> None:
         self._start: dict[int, dict] = {}
         self._left: dict[int, dict] = {}
+        self._round: dict[int, int] = {}
+        self._counts: dict[int, list[int]] = {}   # sid -> [sent, received] of the open election
+        self._rounds: dict[int, set[int]] = {}    # sid -> rounds it broadcast in (every new one is broadcast)
+
+    def _count(self, ev: dict) -> None:
+        sid, kind, counts = ev["sid"], ev["event"], self._counts.get(ev["sid"])
+        if counts is None:
+            return
+        if kind == "notification_sent":
+            counts[0] += 1
+            self._round[sid] = ev["round"]
+            self._rounds.setdefault(sid, set()).add(ev["round"])
+        elif kind == "notification_received" and ev.get("my_state") == "LOOKING":
+            counts[1] += 1
+            mine = self._round.get(sid)
+            if ev.get("state") == "LOOKING" and mine is not None and ev["round"] < mine:
+                counts[0] += 1
 
     def feed(self, ev: dict | None) -> list[dict]:
         if ev is None:
             return []
         sid, kind = ev["sid"], ev["event"]
+        self._count(ev)
         if kind == "election_started":
             self._start[sid] = ev
+            self._counts[sid] = [0, 0]
+            self._rounds[sid] = set()
+            self._round.pop(sid, None)
             return []
         if kind == "notification_sent" and sid in self._start:
             st = self._start.pop(sid)
@@ -186,6 +211,10 @@ class ElectionFold:
             left = self._left.pop(sid, None)
             if left is not None and left["state"] == ev["state"]:
                 ev = {**ev, "leader": left["leader"], "zxid": left["zxid"]}
+            counts, rounds = self._counts.pop(sid, None), self._rounds.pop(sid, set())
+            if counts is not None:
+                ev = {**ev, "notifications_sent": counts[0], "notifications_received": counts[1],
+                      "rounds": max(1, len(rounds))}
             return out + [ev]
         return [ev]
 

@@ -211,3 +211,21 @@ def test_an_election_logged_on_several_lines_becomes_one_started_and_one_finishe
     # the leader decided comes from "About to leave FLE instance"
     assert (finished["leader"], finished["zxid"], finished["duration_ms"]) == (2, 0x100000020, 219)
     assert "path" not in finished                        # the log never says which path decided
+    assert (finished["notifications_sent"], finished["notifications_received"], finished["rounds"]) == (2, 0, 1)
+
+
+def test_the_fold_counts_an_elections_notifications_with_the_replies_zookeeper_does_not_log():
+    from chaos.targets.zookeeper import ElectionFold
+    recv = ("2026-11-29 04:13:02,95{i} INFO [WorkerReceiver[myid=1]] FastLeaderElection - Notification: my state:"
+            "{me}; n.sid:{frm}, n.state:{st}, n.leader:{ld}, n.round:0x{rnd}, n.peerEpoch:0x1, n.zxid:0x100000020, "
+            "message format version:0x2, n.config version:0x0")
+    lines = FOLD_LINES.splitlines()
+    extra = [recv.format(i=0, me="LOOKING", frm=1, st="LOOKING", ld=1, rnd=2),
+             recv.format(i=1, me="LOOKING", frm=3, st="LOOKING", ld=3, rnd=1),    # behind: answered, unlogged
+             recv.format(i=2, me="LOOKING", frm=2, st="LEADING", ld=2, rnd=2),
+             recv.format(i=3, me="FOLLOWING", frm=3, st="LOOKING", ld=3, rnd=1)]  # not this election's
+    fold = ElectionFold()
+    evs = [e for line in lines[:3] + extra[:3] + lines[3:] + extra[3:]
+           for e in fold.feed(parse_log_line(1, line, 0.0))]
+    finished = next(e for e in evs if e["event"] == "election_finished")
+    assert (finished["notifications_sent"], finished["notifications_received"]) == (3, 3)

@@ -95,7 +95,7 @@ def test_baseline_without_an_entry_is_a_plan_error(tmp_path):
     with pytest.raises(PlanError) as e:
         load_plan(path)
     (issue,) = e.value.errors
-    assert str(issue).startswith(f"{path}:5:3 invariants.election_cost: no baseline for plan 'costly' in ")
+    assert str(issue).startswith(f"{path}:5:3 invariants.election_cost: no fle baseline for plan 'costly' in ")
     assert "chaos baseline" in str(issue)
     path = write_plan(tmp_path / "none" if (tmp_path / "none").mkdir() is None else tmp_path, None)
     with pytest.raises(PlanError):
@@ -128,3 +128,21 @@ def test_the_repo_table_covers_every_plan_that_asks_for_it():
             plan = load_plan(plan_file)
             assert plan.name in table["plans"], plan_file
             assert plan.invariant("election_cost").params["max_rounds"] >= 2
+
+
+def test_another_target_takes_its_own_row_or_says_it_has_none(tmp_path):
+    mine = {"runs": 5, "elections": 12, "max_rounds": 2, "max_notifications": 20, "p99_ms": 400.0}
+    theirs = {"runs": 5, "elections": 9, "max_rounds": 3, "max_notifications": 40, "p99_ms": 3000.0}
+    path = write_plan(tmp_path, {"version": 1, "plans": {"costly": mine, "costly@zookeeper": theirs}})
+    plan = load_plan(path)
+    zk = baselines.for_target(plan, "zookeeper")
+    assert dict(zk.invariant("election_cost").params) == {
+        "max_rounds": 4, "max_notifications": 80, "max_ms": 9000.0, "source": str(tmp_path / "baselines.json")}
+    assert baselines.for_target(plan, "fle") is plan
+    path.with_name("baselines.json").write_text(json.dumps({"version": 1, "plans": {"costly": mine}}))
+    missing = dict(baselines.for_target(plan, "zookeeper").invariant("election_cost").params)
+    assert set(missing) == {"missing"} and "chaos baseline --target zookeeper" in missing["missing"]
+    from chaos.invariants import election_cost
+    from chaos.report.synth import formed
+    r = election_cost(formed().journal(finished=True, invariants=()), missing)
+    assert r.verdict == "unknown" and r.message.startswith("no bounds to judge by: no zookeeper baseline")

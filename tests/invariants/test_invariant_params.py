@@ -86,7 +86,7 @@ def test_baseline_reads_the_table_beside_the_plan(tmp_path):
     entry = {"runs": 5, "elections": 12, "max_rounds": 2, "max_notifications": 20, "p99_ms": 400.0}
     path = write_plan(tmp_path, {"version": 1, "plans": {"costly": entry}})
     params = dict(load_plan(path).invariant("election_cost").params)
-    assert params == {"max_rounds": 3, "max_notifications": 40, "max_ms": 1400.0,
+    assert params == {"max_rounds": 3, "max_notifications": 45, "max_ms": 2900.0,
                       "source": str(tmp_path / "baselines.json")}
 
 
@@ -111,9 +111,9 @@ def test_recording_a_baseline_sets_no_bounds(tmp_path, monkeypatch):
 
 @pytest.mark.parametrize("entry, bounds", [
     ({"max_rounds": 1, "max_notifications": 8, "p99_ms": 100.0},
-     {"max_rounds": 2, "max_notifications": 23, "max_ms": 1100.0}),    # small counts: +15, short: +1 s
+     {"max_rounds": 2, "max_notifications": 33, "max_ms": 2600.0}),    # small counts: +25, short: +2.5 s
     ({"max_rounds": 2, "max_notifications": 50, "p99_ms": 5465.2},
-     {"max_rounds": 3, "max_notifications": 100, "max_ms": 16396.0}),  # larger ones: x2, x3
+     {"max_rounds": 3, "max_notifications": 100, "max_ms": 21861.0}),  # larger ones: x2, x4
 ])
 def test_bounds_from_observations(entry, bounds):
     assert baselines.bounds_from(entry) == bounds
@@ -137,7 +137,7 @@ def test_another_target_takes_its_own_row_or_says_it_has_none(tmp_path):
     plan = load_plan(path)
     zk = baselines.for_target(plan, "zookeeper")
     assert dict(zk.invariant("election_cost").params) == {
-        "max_rounds": 4, "max_notifications": 80, "max_ms": 9000.0, "source": str(tmp_path / "baselines.json")}
+        "max_rounds": 4, "max_notifications": 80, "max_ms": 12000.0, "source": str(tmp_path / "baselines.json")}
     assert baselines.for_target(plan, "fle") is plan
     path.with_name("baselines.json").write_text(json.dumps({"version": 1, "plans": {"costly": mine}}))
     missing = dict(baselines.for_target(plan, "zookeeper").invariant("election_cost").params)

@@ -63,13 +63,15 @@ def inject(step: Any, ctx: RunContext, scope: StepScope) -> None:
     sender = step.sender if step.sender is not None else max(ens.sids) + 1000
     scope.resolved.update({"node": list(sids), "from": sender, "frames": list(step.frames)})
     scope.begin()
-    host = ctx.links.host
+    announce = ctx.links.host       # where the stranger says it is: the proxies' side
+    where = getattr(ctx.target, "hosts", dict)()   # each node's own address (netns: inside its namespace)
     sent = 0
     for sid in sids:
         if not ctx.target.is_running(sid):
             raise scope.fail(f"node {sid} is not running: nothing listens on its election port")
+        host = where.get(sid, announce)
         port = ctx.links.real_ports[sid]["election"]
-        data = handshake_bytes(sender, f"{host}:{port}", ens.protocol) + b"".join(
+        data = handshake_bytes(sender, f"{announce}:{port}", ens.protocol) + b"".join(
             frame_bytes(kind, ctx.rng) for kind in step.frames)
         try:
             with socket.create_connection((host, port), timeout=_CONNECT_TIMEOUT_S) as s:

@@ -112,3 +112,15 @@ def test_our_node_runs_a_plan_with_netns_links(tmp_path):
     assert all(v == 0 for k, v in counters.items() if k.startswith("not_from_host_to_")), counters
     assert sum(v for k, v in counters.items() if k.endswith("_election")) > 0
     assert j["run"]["id"] not in netns.leftovers()
+
+
+def test_garbage_frames_reach_a_node_in_its_namespace(tmp_path):
+    """`inject` dials each node where it listens, its own namespace address,
+    not the host side of its link (which refused: nothing listens there)."""
+    out = tmp_path / "run"
+    p = subprocess.run([sys.executable, "-m", "chaos", "run", "plans/garbage_notifications.yaml", "--links", "netns",
+                        "--out", str(out)], cwd=ROOT, capture_output=True, text=True, timeout=240)
+    j = json.loads((out / "journal.json").read_text())
+    injected = [r for r in j["records"] if r["type"] == "step_finished" and r["kind"] == "inject"]
+    assert injected and all(r["ok"] for r in injected), p.stdout + p.stderr
+    assert p.returncode == 0, p.stdout + p.stderr

@@ -129,7 +129,7 @@ class _Rules:
 
     def event(self, node: _Node, r: NodeEvent) -> Finding | None:
         e = node.election
-        if (self.superset and r.event == "notification_received" and r.get("my_state") == "LOOKING"
+        if (self.superset and r.event == "notification_received"    # whatever "my state" it was logged in
                 and r.get("state") == "LOOKING" and as_int(r.get("from")) in self.ctx.voters):
             node.received.append(r)
         if r.event == "node_started":

@@ -7,8 +7,11 @@ broadcasts (``Sending Notification``) and the vote it leaves the election with
 (``About to leave FLE instance``). It does not log which path decided an
 election, nor which queued notifications the election loop consumed. So each
 decision is judged against a superset of what the loop can have held: every
-notification the server received from a voter while LOOKING since its process
-started (the receive queue outlives one election). A check here says
+notification the server received from a voter since its process started (the
+receive queue outlives one election; and the line's "my state" is read
+before WorkerReceiver reads the state again to decide whether to queue it, so
+a notification logged while FOLLOWING can still reach the next election's
+loop — seen on 3.8.0). A check here says
 ``invalid`` only when no history inside that superset allows the decision:
 
 * **backing** (``vote_backing``): in the decider's round (that of its last
@@ -43,7 +46,7 @@ __all__ = ["Decision", "decisions", "backing", "zk_vote_backing", "zk_leader_val
 
 _ROLES = frozenset({"FOLLOWING", "LEADING"})
 _SUPERSET = ("ZooKeeper does not log which path decided; each decision is judged on every voter notification "
-             "the server received while LOOKING since it started")
+             "the server received since it started")
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,7 +56,7 @@ class Decision:
     finish: NodeEvent
     start: NodeEvent | None          # this election's election_started
     last_sent: NodeEvent | None      # its last LOOKING broadcast (the final proposal)
-    received: tuple[NodeEvent, ...]  # voter notifications received LOOKING since the process started
+    received: tuple[NodeEvent, ...]  # voter notifications received since the process started
 
     @property
     def sid(self) -> int:
@@ -90,7 +93,7 @@ def decisions(ctx: Context) -> list[Decision]:
             continue
         sid = r.sid
         if r.event == "notification_received":
-            if r.get("my_state") == "LOOKING" and as_int(r.get("from")) in ctx.voters:
+            if as_int(r.get("from")) in ctx.voters:   # whatever "my state" the line says (below)
                 got.setdefault(sid, []).append(r)
         elif r.event == "election_started":
             start[sid] = r
@@ -161,7 +164,7 @@ def zk_vote_backing(ctx: Context, spec: Mapping[str, Any]) -> Finding:
             seqs = tuple(s for s in ((d.start.seq if d.start else None), d.finish.seq) if s is not None)
             return Finding.invalid(
                 f"node {d.sid} decided leader {d.leader} ({d.finish.get('state', '—')}) at seq {d.finish.seq}, but of "
-                f"the {len(d.received)} voter notification(s) it received while LOOKING since it started, no round "
+                f"the {len(d.received)} voter notification(s) it received since it started, no round "
                 f"has a quorum naming {d.leader} and no quorum FOLLOWING/LEADING it (with its own LEADING) does "
                 "either", seqs, d.finish.seq)
         else:

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import dataclasses
 
+import pytest
+
 from chaos.invariants import check_all
 from chaos.report.synth import JournalBuilder
 
@@ -225,37 +227,21 @@ def rules(b: JournalBuilder) -> tuple[str, str]:
     return verdicts(b, "vote_rules")["vote_rules"]
 
 
-def test_a_proposal_moves_to_a_better_vote_of_its_round_it_received():
+@pytest.mark.parametrize("me, other, other_round, adopted, verdict, says", [
+    (1, 3, 1, 3, "valid", "1 proposal change(s)"),          # 3's vote beats its own: same epoch and zxid
+    (1, 3, 2, 3, "invalid", "none of the 1 LOOKING vote(s) of that round it had received proposes"),
+    (3, 1, 1, 1, "invalid", "which does not beat it in the total order"),
+], ids=["better-received", "of-another-round", "worse"])
+def test_a_proposal_changes_only_to_a_better_vote_of_its_round_it_received(me, other, other_round, adopted,
+                                                                            verdict, says):
     b = zk()
-    start(b, 1)
-    send(b, 1, 1)
-    got(b, 1, 1, 1)
-    got(b, 1, 3, 3)
-    send(b, 1, 3)          # adopted 3's vote, which beats its own (same epoch and zxid, larger sid)
+    start(b, me)
+    send(b, me, me)
+    got(b, me, me, me)
+    got(b, me, other, other, rnd=other_round)
+    send(b, me, adopted)
     kind, msg = rules(b)
-    assert kind == "valid" and "1 proposal change(s)" in msg
-
-
-def test_a_proposal_nobody_sent_in_that_round_is_a_broken_rule():
-    b = zk()
-    start(b, 1)
-    send(b, 1, 1)
-    got(b, 1, 1, 1)
-    got(b, 1, 3, 3, rnd=2)  # of another round
-    send(b, 1, 3)
-    kind, msg = rules(b)
-    assert kind == "invalid" and "none of the 1 LOOKING vote(s) of that round it had received proposes" in msg
-
-
-def test_a_worse_proposal_is_a_broken_rule():
-    b = zk()
-    start(b, 3)
-    send(b, 3, 3)
-    got(b, 3, 3, 3)
-    got(b, 3, 1, 1)
-    send(b, 3, 1)          # 1 does not beat 3
-    kind, msg = rules(b)
-    assert kind == "invalid" and "which does not beat it in the total order" in msg
+    assert kind == verdict and says in msg
 
 
 def test_a_round_jump_proposes_the_better_of_the_received_vote_and_its_own():

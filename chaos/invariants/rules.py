@@ -46,6 +46,7 @@ from chaos.records import NodeEvent, NotificationsCapped, Process
 from zkrules.vote import total_order_predicate
 
 from .core import Context, Finding, as_int, invariant, target_invariant
+from .zk_votes import complete_sids
 
 __all__ = ["vote_rules", "zk_vote_rules"]
 
@@ -66,7 +67,8 @@ class _Election:
 class _Node:
     decided_round: int | None = None      # round of this process's last decision
     election: _Election | None = None
-    received: list[NodeEvent] = field(default_factory=list)   # superset mode: LOOKING votes since start
+    # superset mode: round -> the LOOKING votes of voters received since the start (seq, vote)
+    received: dict[int, list[tuple[int, VoteT]]] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -104,12 +106,7 @@ class _Rules:
         self.superset = superset
         self.nodes: dict[int, _Node] = {}
         self.capped = {r.election_seq for r in ctx.records if isinstance(r, NotificationsCapped)}
-        # superset mode trusts a log that shows a server's notifications to itself (every
-        # broadcast includes one) and was not capped by the orchestrator
-        self.complete = {r.sid for r in ctx.records if isinstance(r, NodeEvent)
-                         and r.event == "notification_received"
-                         and (as_int(r.get("from")) == r.sid or r.sid not in ctx.voters)} \
-            - {r.sid for r in ctx.records if isinstance(r, NotificationsCapped)}
+        self.complete = complete_sids(ctx) if superset else frozenset()
         self.tally = _Tally()
 
     def beats(self, new: VoteT, cur: VoteT) -> bool:
@@ -131,7 +128,9 @@ class _Rules:
         e = node.election
         if (self.superset and r.event == "notification_received"    # whatever "my state" it was logged in
                 and r.get("state") == "LOOKING" and as_int(r.get("from")) in self.ctx.voters):
-            node.received.append(r)
+            rnd, v = as_int(r.get("round")), _vote(r.data)
+            if rnd is not None and v is not None:
+                node.received.setdefault(rnd, []).append((r.seq, v))
         if r.event == "node_started":
             node.decided_round, node.election = None, None
         elif r.event == "election_started":
@@ -211,7 +210,8 @@ class _Rules:
         e.prop = vote
         return None
 
-    def sent_superset(self, sid: int, e: _Election, r: NodeEvent, received: list[NodeEvent]) -> Finding | None:
+    def sent_superset(self, sid: int, e: _Election, r: NodeEvent,
+                      received: dict[int, list[tuple[int, VoteT]]]) -> Finding | None:
         """:meth:`sent` when the log shows arrivals, not consumption: any LOOKING
         vote of that round the server received may be the one it acted on."""
         rnd, vote = as_int(r.get("round")), _vote(r.data)
@@ -220,7 +220,7 @@ class _Rules:
         if rnd < e.clock:
             return self.broken(e, r, f"node {sid} sent a LOOKING notification in round {rnd}, below the round "
                                      f"{e.clock} it had already reached in that election", (e.start.seq, r.seq))
-        of_round = [(n, v) for n in received if as_int(n.get("round")) == rnd and (v := _vote(n.data)) is not None]
+        of_round = received.get(rnd, [])
         if rnd > e.clock:
             e.clock, old_prop, e.prop = rnd, e.prop, vote
             if not of_round:
@@ -232,7 +232,7 @@ class _Rules:
                 e, r, f"node {sid} moved to round {rnd} and proposed {_fmt(vote)}, but for none of the "
                       f"{len(of_round)} LOOKING vote(s) of that round it had received is that the better of the vote "
                       f"and its own {_fmt(e.init)} (before: {_fmt(old_prop)})",
-                (e.start.seq, of_round[-1][0].seq, r.seq))
+                (e.start.seq, of_round[-1][0], r.seq))
         if vote == e.prop:
             return None
         self.tally.changes += 1

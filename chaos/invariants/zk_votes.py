@@ -42,7 +42,7 @@ from zkrules.vote import total_order_predicate
 from .core import VALID, Context, Finding, as_int, target_invariant
 from .election import judge_joins
 
-__all__ = ["Decision", "decisions", "backing", "zk_vote_backing", "zk_leader_validity", "zk_out_of_election_join"]
+__all__ = ["Decision", "decisions", "backing", "complete_sids", "zk_vote_backing", "zk_leader_validity", "zk_out_of_election_join"]
 
 _ROLES = frozenset({"FOLLOWING", "LEADING"})
 _SUPERSET = ("ZooKeeper does not log which path decided; each decision is judged on every voter notification "
@@ -105,19 +105,14 @@ def decisions(ctx: Context) -> list[Decision]:
     return out
 
 
-def complete(ctx: Context, d: Decision, capped: frozenset[int]) -> bool:
-    """Whether the log can be what the server received: a participant's every
-    election sends its vote to itself (the line is in the log when it arrives),
-    and the orchestrator capped none of its notification events."""
-    if d.sid in capped:
-        return False
-    if d.sid not in ctx.voters:
-        return bool(d.received)
-    return any(as_int(n.get("from")) == d.sid for n in d.received)
-
-
-def capped_sids(ctx: Context) -> frozenset[int]:
-    return frozenset(r.sid for r in ctx.records if isinstance(r, NotificationsCapped) and r.sid is not None)
+def complete_sids(ctx: Context) -> frozenset[int]:
+    """The servers whose log can be what they received: a participant's every
+    election sends its vote to itself (the line is in the log when it
+    arrives), an observer hears the voters; and the orchestrator capped none
+    of their notification events."""
+    seen = {r.sid for r in ctx.records if isinstance(r, NodeEvent) and r.event == "notification_received"
+            and (as_int(r.get("from")) == r.sid or r.sid not in ctx.voters)}
+    return frozenset(seen - {r.sid for r in ctx.records if isinstance(r, NotificationsCapped)})
 
 
 def backing(ctx: Context, d: Decision) -> Backing:
@@ -154,11 +149,11 @@ def zk_vote_backing(ctx: Context, spec: Mapping[str, Any]) -> Finding:
     one round for the leader, or a FOLLOWING/LEADING quorum and the leader's own
     LEADING."""
     ds = _judged(ctx)
-    capped = capped_sids(ctx)
+    complete = complete_sids(ctx)
     only_ooe, unsure = 0, []
     for d in ds:
         b = backing(ctx, d)
-        if not b.any and not complete(ctx, d, capped):
+        if not b.any and d.sid not in complete:
             unsure.append(d)
         elif not b.any:
             seqs = tuple(s for s in ((d.start.seq if d.start else None), d.finish.seq) if s is not None)
@@ -184,7 +179,7 @@ def zk_leader_validity(ctx: Context, spec: Mapping[str, Any]) -> Finding:
     """No server decides for its last proposal when that proposal is worse than
     the vote it started with, unless it joined out of election."""
     checked, unsure = 0, []
-    capped = capped_sids(ctx)
+    complete = complete_sids(ctx)
     for d in _judged(ctx):
         start, last = d.start, d.last_sent
         if start is None or last is None or as_int(last.get("leader")) != d.leader:
@@ -197,7 +192,7 @@ def zk_leader_validity(ctx: Context, spec: Mapping[str, Any]) -> Finding:
         weight = 1 if ctx.voters.weights.get(d.sid, 0) else 0
         if not total_order_predicate(*own, *final, new_weight=weight) or backing(ctx, d).ooe:
             continue
-        if not complete(ctx, d, capped):
+        if d.sid not in complete:
             unsure.append(d)
         else:
             return Finding.invalid(
@@ -219,7 +214,7 @@ def zk_out_of_election_join(ctx: Context, spec: Mapping[str, Any]) -> Finding:
     """A server restarted into a running ensemble joins its leader out of
     election (that path's backing is in what it received) and does not move
     the ensemble to a new epoch."""
-    capped = capped_sids(ctx)
+    complete = complete_sids(ctx)
     ds = {d.finish.seq: d for d in _judged(ctx)}
     unsure: list[int] = []
 
@@ -229,7 +224,7 @@ def zk_out_of_election_join(ctx: Context, spec: Mapping[str, Any]) -> Finding:
             return None
         if backing(ctx, d).ooe:
             return "out_of_election"
-        if not complete(ctx, d, capped):
+        if d.sid not in complete:
             unsure.append(r.seq)
             return "out_of_election"   # cannot be ruled out; the verdict says unknown below
         return "quorum"

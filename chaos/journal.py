@@ -27,7 +27,7 @@ from chaos.outcome import InvariantResult, Verdict
 from chaos.records import (SCHEMA_VERSION, Fault, Journal, LogSummary, Process, Record, RunFinished,
                            RunStarted, StepFinished, StepStarted, _plain)
 
-__all__ = ["SCHEMA_VERSION", "JOURNAL_JSON", "JOURNAL_JSONL", "JournalError", "JournalWriter", "load"]
+__all__ = ["SCHEMA_VERSION", "JOURNAL_JSON", "JOURNAL_JSONL", "JournalError", "JournalWriter", "load", "merge_header"]
 
 JOURNAL_JSON = "journal.json"
 JOURNAL_JSONL = "journal.jsonl"
@@ -41,6 +41,18 @@ _HEADER_KEYS = ("run", "plan", "nodes", "links")
 class JournalError(Exception):
     """The run directory holds no readable journal; the caller should report
     the run as an infrastructure failure (exit 3), not as a verdict."""
+
+
+def merge_header(header: dict[str, Any], parts: dict[str, Any]) -> dict[str, Any]:
+    """Fold header ``parts`` into ``header`` (``run`` is merged key by key, the
+    others replaced) and return them as plain JSON."""
+    plain = {key: _plain(value) for key, value in parts.items()}
+    for key, value in plain.items():
+        if key == "run":
+            header["run"].update(value)
+        else:
+            header[key] = value
+    return plain
 
 
 class JournalWriter:
@@ -98,15 +110,7 @@ class JournalWriter:
         if unknown:
             raise TypeError(f"set_header: unknown part(s) {sorted(unknown)}; expected {_HEADER_KEYS}")
         with self._lock:
-            header: dict[str, Any] = {}
-            for key, value in parts.items():
-                value = _plain(value)
-                if key == "run":
-                    self._header["run"].update(value)
-                else:
-                    self._header[key] = value
-                header[key] = value
-            self._write_line({"header": header}, sync=True)
+            self._write_line({"header": merge_header(self._header, parts)}, sync=True)
 
     def record(self, cls: type[Record], /, **fields: Any) -> Record:
         """Append one record of class ``cls`` and return it.

@@ -16,7 +16,7 @@ import tempfile
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
-from chaos.journal import JOURNAL_JSON, JOURNAL_JSONL
+from chaos.journal import JOURNAL_JSON, JOURNAL_JSONL, merge_header
 from chaos.outcome import InvariantResult
 from chaos.records import SCHEMA_VERSION, Journal, NodeEvent, Record, RunFinished, Status, _frozen, _FrozenMap, _plain
 
@@ -42,12 +42,7 @@ class MemoryJournal:
         self._header: dict[str, Any] = {"run": {"started_at": wall_clock()}, "plan": {}, "nodes": [], "links": []}
 
     def set_header(self, **parts: Any) -> None:
-        for key, value in parts.items():
-            value = _plain(value)
-            if key == "run":
-                self._header["run"].update(value)
-            else:
-                self._header[key] = value
+        merge_header(self._header, parts)
 
     def record(self, cls: type[Record], /, **fields: Any) -> Record:
         self._seq += 1

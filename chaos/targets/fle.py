@@ -220,48 +220,8 @@ class FleTarget(ProcessTarget):
     # start. The event log stays where it is: it is the orchestrator's record
     # of the node, tailed by offset, not the node's state.
 
-    def _snapshot_dir(self, name: str) -> Path:
-        return self.run_dir / "snapshots" / name
-
-    def snapshot(self, sid: int, name: str) -> dict:
-        """Copy node ``sid``'s dataDir as ``name`` (replacing an older copy of that
-        name); returns what the copy holds, for the journal."""
-        import shutil
-
+    def _snapshot_holds(self, data: Path) -> dict:
         from zkrules.txnlog import read_epochs, summarize_log
-        n = self.nodes[sid]
-        if n.state is not ProcState.DOWN:
-            raise RuntimeError(f"node {sid} is running; only a stopped node's dataDir is copied")
-        dest = self._snapshot_dir(name)
-        tmp = dest.with_name(name + ".tmp")
-        shutil.rmtree(tmp, ignore_errors=True)
-        shutil.copytree(n.data_dir, tmp / "data", ignore=shutil.ignore_patterns(n.events_path.name))
-        (tmp / "snapshot.json").write_text(json.dumps({"sid": sid, "name": name, "taken_at": time.time()}))
-        shutil.rmtree(dest, ignore_errors=True)
-        tmp.rename(dest)
-        epochs = read_epochs(dest / "data")
-        log = summarize_log(dest / "data")
+        epochs, log = read_epochs(data), summarize_log(data)
         return {"accepted_epoch": epochs.accepted, "current_epoch": epochs.current,
                 "runs": [list(r) for r in log.runs] if not log.error else None}
-
-    def restore(self, sid: int, name: str) -> None:
-        """Replace node ``sid``'s dataDir (but its event log) with copy ``name``."""
-        import shutil
-        n = self.nodes[sid]
-        if n.state is not ProcState.DOWN:
-            raise RuntimeError(f"node {sid} is running; stop it before restoring its dataDir")
-        src = self._snapshot_dir(name)
-        try:
-            meta = json.loads((src / "snapshot.json").read_text())
-        except (OSError, ValueError):
-            raise ValueError(f"no snapshot named '{name}' was taken") from None
-        if meta.get("sid") != sid:
-            raise ValueError(f"snapshot '{name}' is node {meta.get('sid')}'s dataDir, not node {sid}'s")
-        for entry in n.data_dir.iterdir():
-            if entry.name == n.events_path.name:
-                continue
-            if entry.is_dir() and not entry.is_symlink():
-                shutil.rmtree(entry)
-            else:
-                entry.unlink()
-        shutil.copytree(src / "data", n.data_dir, dirs_exist_ok=True)

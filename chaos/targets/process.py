@@ -11,9 +11,12 @@ its own is ``exited``, not ``stopped``. Subclasses keep ``nodes`` (sid ->
 from __future__ import annotations
 
 import enum
+import json
+import shutil
 import signal
 import time
-from typing import TYPE_CHECKING, Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable
 
 import psutil
 
@@ -34,6 +37,7 @@ class ProcState(enum.Enum):
 class ProcessTarget:
     nodes: dict[int, "NodeInfo"]
     on_process: Callable[..., None]
+    run_dir: Path
 
     def start(self, sid: int) -> int:
         raise NotImplementedError
@@ -47,6 +51,49 @@ class ProcessTarget:
             n.data_dir.mkdir(parents=True, exist_ok=True)
             (n.data_dir / "myid").write_text(f"{sid}\n")
             n.cfg_path.write_text(self.zoo_cfg(sid))
+
+    # ------------------------------------------------------------------ dataDir copies
+    def snapshot(self, sid: int, name: str) -> dict:
+        """Copy stopped node ``sid``'s dataDir (not its event log) as ``name``,
+        replacing an older copy of that name; returns what the copy holds, for
+        the journal (:meth:`_snapshot_holds`)."""
+        n = self.nodes[sid]
+        if n.state is not ProcState.DOWN:
+            raise RuntimeError(f"node {sid} is running; only a stopped node's dataDir is copied")
+        dest = self.run_dir / "snapshots" / name
+        tmp = dest.with_name(name + ".tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        keep_out = shutil.ignore_patterns(n.events_path.name) if n.events_path is not None else None
+        shutil.copytree(n.data_dir, tmp / "data", ignore=keep_out)
+        (tmp / "snapshot.json").write_text(json.dumps({"sid": sid, "name": name, "taken_at": time.time()}))
+        shutil.rmtree(dest, ignore_errors=True)
+        tmp.rename(dest)
+        return self._snapshot_holds(dest / "data")
+
+    def _snapshot_holds(self, data: Path) -> dict[str, Any]:
+        """accepted_epoch, current_epoch and runs (None: not read) of a copied dataDir."""
+        raise NotImplementedError
+
+    def restore(self, sid: int, name: str) -> None:
+        """Replace stopped node ``sid``'s dataDir (but its event log) with copy ``name``."""
+        n = self.nodes[sid]
+        if n.state is not ProcState.DOWN:
+            raise RuntimeError(f"node {sid} is running; stop it before restoring its dataDir")
+        src = self.run_dir / "snapshots" / name
+        try:
+            meta = json.loads((src / "snapshot.json").read_text())
+        except (OSError, ValueError):
+            raise ValueError(f"no snapshot named '{name}' was taken") from None
+        if meta.get("sid") != sid:
+            raise ValueError(f"snapshot '{name}' is node {meta.get('sid')}'s dataDir, not node {sid}'s")
+        for entry in n.data_dir.iterdir():
+            if n.events_path is not None and entry.name == n.events_path.name:
+                continue
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry)
+            else:
+                entry.unlink()
+        shutil.copytree(src / "data", n.data_dir, dirs_exist_ok=True)
 
     def _forget(self, sid: int) -> None:
         """The node is down: drop what marks it as running (a pid file)."""

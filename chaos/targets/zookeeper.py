@@ -403,36 +403,12 @@ class ZooKeeperTarget(ProcessTarget):
         return lid if isinstance(lid, int) and lid >= 0 else None
 
     # ------------------------------------------------------------------ dataDir copies
-    def snapshot(self, sid: int, name: str) -> dict:
-        """Copy a stopped node's dataDir (myid, version-2: epoch files, txn logs,
-        snapshots) to run_dir/snapshots/NAME."""
-        n = self.nodes[sid]
-        if n.state is not ProcState.DOWN:
-            raise RuntimeError(f"node {sid} is running; only a stopped node's dataDir is copied")
-        dest = self.run_dir / "snapshots" / name
-        tmp = dest.with_name(name + ".tmp")
-        shutil.rmtree(tmp, ignore_errors=True)
-        shutil.copytree(n.data_dir, tmp / "data")
-        (tmp / "snapshot.json").write_text(json.dumps({"sid": sid, "name": name, "taken_at": time.time()}))
-        shutil.rmtree(dest, ignore_errors=True)
-        tmp.rename(dest)
-        v2 = dest / "data" / "version-2"
+    def _snapshot_holds(self, data: Path) -> dict:
+        """The epoch files of a copied dataDir (myid, version-2: epoch files,
+        txn logs, snapshots); its txn log is ZooKeeper's own format, not read."""
+        v2 = data / "version-2"
         return {"accepted_epoch": _read_int(v2 / "acceptedEpoch"), "current_epoch": _read_int(v2 / "currentEpoch"),
                 "runs": None}
-
-    def restore(self, sid: int, name: str) -> None:
-        n = self.nodes[sid]
-        if n.state is not ProcState.DOWN:
-            raise RuntimeError(f"node {sid} is running; stop it before restoring its dataDir")
-        src = self.run_dir / "snapshots" / name
-        try:
-            meta = json.loads((src / "snapshot.json").read_text())
-        except (OSError, ValueError):
-            raise ValueError(f"no snapshot named '{name}' was taken") from None
-        if meta.get("sid") != sid:
-            raise ValueError(f"snapshot '{name}' is node {meta.get('sid')}'s dataDir, not node {sid}'s")
-        shutil.rmtree(n.data_dir)
-        shutil.copytree(src / "data", n.data_dir)
 
     def log_summary(self, sid: int) -> dict:
         return {"runs": None, "error": "ZooKeeper's txn log is not read (its own format); "

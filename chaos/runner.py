@@ -47,7 +47,7 @@ from chaos.faults import FaultLedger
 from chaos.journal import JournalWriter, load as load_journal
 from chaos.links import LinkFaults
 from chaos.observe import NodeStatus, Observer
-from chaos.outcome import ExitCode, Verdict, overall
+from chaos.outcome import ExitCode, Verdict
 from chaos.plan.model import Plan, Wait, WaitCondition
 from chaos.ports import reserve_ports
 from chaos.records import Fault, Journal, LogSummary, Process, RunStarted, StepFinished, Teardown
@@ -466,29 +466,10 @@ class Runner:
         specs = {i.name: dict(i.params) for i in self.plan.invariants} or None
         journal = self.journal.snapshot()
         t0 = time.monotonic()
-        try:
-            results = inv.check_all(journal, specs)
-        except Exception as e:
-            results, infra = [], True
-            error = error or f"invariant check crashed: {type(e).__name__}: {e}"
-        verdict = overall(results)
-        setup = inv.setup_failure(journal)
+        j = inv.judge_run(journal, specs, error=error, infra=infra, aborted=self.aborted, interrupted=interrupted)
+        results, verdict, code, error = list(j.results), j.verdict, j.code, j.error
         self.progress.say(f"checks: {len(results)} invariants on {len(journal.records)} records "
                           f"({time.monotonic() - t0:.1f} s)")
-        if setup is not None:
-            verdict, infra = Verdict.UNKNOWN, True
-            error = error or setup
-        if self.aborted and verdict == Verdict.VALID and not interrupted:
-            # The invariants held on what ran, but the plan did not run to
-            # its end: the test is incomplete, not passed.
-            verdict, infra = Verdict.UNKNOWN, True
-            error = error or f"plan stopped early: {self.aborted}"
-        if interrupted or infra:
-            code = ExitCode.INVALID if verdict == Verdict.INVALID and not interrupted else ExitCode.INFRA
-            if verdict != Verdict.INVALID:
-                verdict = Verdict.UNKNOWN
-        else:
-            code = {Verdict.VALID: ExitCode.OK, Verdict.INVALID: ExitCode.INVALID}.get(verdict, ExitCode.INFRA)
         if error:
             self.journal.set_header(run={"error": error})
         if self.aborted:

@@ -50,7 +50,8 @@ and ``chaos.plan.parse`` (``parse_invariants``).
 from __future__ import annotations
 
 from .core import (DEFAULT_CONVERGENCE_S, INVALID, INVARIANTS, UNKNOWN, VALID, Check, Context, Finding, Invariant,
-                   InvariantResult, NodeView, Verdict, Voters, check_all, invariant, overall, setup_failure)
+                   InvariantResult, Judgement, NodeView, Verdict, Voters, check_all, invariant, judge_run, overall,
+                   setup_failure)
 from .election import convergence, leader_validity, no_committed_txn_lost, out_of_election_join, single_leader
 from .logs import log_agreement
 from .eligibility import leader_eligibility
@@ -67,6 +68,6 @@ __all__ = [
     "Voters", "Context", "Finding", "Check", "Invariant", "INVARIANTS", "invariant",
     "single_leader", "convergence", "out_of_election_join", "leader_validity", "no_committed_txn_lost",
     "log_agreement", "leader_eligibility", "election_cost", "vote_backing", "vote_rules", "leader_lease",
-    "interposition", "check_all", "overall", "setup_failure", "zk_no_committed_txn_lost", "zk_log_agreement",
+    "interposition", "check_all", "overall", "setup_failure", "Judgement", "judge_run", "zk_no_committed_txn_lost", "zk_log_agreement",
     "zk_vote_backing", "zk_leader_validity", "zk_out_of_election_join", "zk_vote_rules",
 ]

@@ -11,7 +11,7 @@ from dataclasses import dataclass, replace
 from types import MappingProxyType
 from typing import Any, Callable, Iterable, Iterator, Mapping
 
-from chaos.outcome import InvariantResult, Verdict, overall
+from chaos.outcome import ExitCode, InvariantResult, Verdict, overall
 from chaos.records import Fault, Journal, LogSummary, NodeEvent, Process, Record, Status
 from zkrules.quorum import QuorumHierarchical
 
@@ -19,7 +19,7 @@ __all__ = [
     "InvariantResult", "Verdict", "VALID", "INVALID", "UNKNOWN", "DEFAULT_CONVERGENCE_S",
     "NodeView", "NodeStates", "Voters", "Context", "Finding", "Check", "Invariant", "INVARIANTS",
     "invariant", "check_all", "overall", "setup_failure", "as_int", "sid_of", "fmt_zxid",
-    "EVIDENCE_GAPS", "evidence_gap", "TARGET_CHECKS", "target_invariant",
+    "EVIDENCE_GAPS", "evidence_gap", "TARGET_CHECKS", "target_invariant", "Judgement", "judge_run",
 ]
 
 VALID, INVALID, UNKNOWN = Verdict.VALID, Verdict.INVALID, Verdict.UNKNOWN
@@ -384,6 +384,46 @@ def check_all(journal: Journal, specs: Mapping[str, Mapping[str, Any]] | None = 
         else:
             results.append(inv.judge(ctx, spec if isinstance(spec, Mapping) else {}))
     return results
+
+
+@dataclass(frozen=True, slots=True)
+class Judgement:
+    """A finished run's verdict and exit code, and why it is not plain (``error``)."""
+
+    results: tuple[InvariantResult, ...]
+    verdict: Verdict
+    code: ExitCode
+    error: str | None
+
+
+def judge_run(journal: Journal, specs: Mapping[str, Mapping[str, Any]] | None, *, error: str | None = None,
+              infra: bool = False, aborted: str | None = None, interrupted: bool = False) -> Judgement:
+    """What ``chaos run`` and ``chaos sim`` say of a finished journal: the
+    invariants' verdict, made unknown when the ensemble never formed, the plan
+    stopped early or the harness failed (``infra``); an interrupted run is
+    never valid and never exits 1."""
+    try:
+        results = tuple(check_all(journal, specs))
+    except Exception as e:
+        results, infra = (), True
+        error = error or f"invariant check crashed: {type(e).__name__}: {e}"
+    verdict = overall(results)
+    setup = setup_failure(journal)
+    if setup is not None:
+        verdict, infra = Verdict.UNKNOWN, True
+        error = error or setup
+    if aborted and verdict == Verdict.VALID and not interrupted:
+        # The invariants held on what ran, but the plan did not run to its end:
+        # the test is incomplete, not passed.
+        verdict, infra = Verdict.UNKNOWN, True
+        error = error or f"plan stopped early: {aborted}"
+    if interrupted or infra:
+        code = ExitCode.INVALID if verdict == Verdict.INVALID and not interrupted else ExitCode.INFRA
+        if verdict != Verdict.INVALID:
+            verdict = Verdict.UNKNOWN
+    else:
+        code = {Verdict.VALID: ExitCode.OK, Verdict.INVALID: ExitCode.INVALID}.get(verdict, ExitCode.INFRA)
+    return Judgement(results, verdict, code, error)
 
 
 EVIDENCE_GAPS: Mapping[str, Mapping[str, str]] = MappingProxyType({

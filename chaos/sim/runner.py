@@ -20,7 +20,7 @@ from typing import Any, Callable
 from chaos import invariants as inv
 from chaos.context import RunContext
 from chaos.faults import FaultLedger
-from chaos.outcome import ExitCode, Verdict, overall
+from chaos.outcome import Verdict
 from chaos.plan.model import Plan, Wait, WaitCondition
 from chaos.records import Fault, LogSummary, Process, RunStarted, Teardown
 from chaos.sim.journal import MemoryJournal
@@ -153,26 +153,8 @@ def _finish(plan: Plan, seed: int, journal: MemoryJournal, virtual_s: float, err
             aborted: str | None, infra: bool) -> SimResult:
     """The verdict as :meth:`chaos.runner.Runner.finish` gives it."""
     specs = {i.name: dict(i.params) for i in plan.invariants} or None
-    snap = journal.snapshot()
-    try:
-        results = inv.check_all(snap, specs)
-    except Exception as e:
-        results, infra = [], True
-        error = error or f"invariant check crashed: {type(e).__name__}: {e}"
-    verdict = overall(results)
-    setup = inv.setup_failure(snap)
-    if setup is not None:
-        verdict, infra = Verdict.UNKNOWN, True
-        error = error or setup
-    if aborted and verdict == Verdict.VALID:
-        verdict, infra = Verdict.UNKNOWN, True
-        error = error or f"plan stopped early: {aborted}"
-    if infra:
-        code = ExitCode.INVALID if verdict == Verdict.INVALID else ExitCode.INFRA
-        if verdict != Verdict.INVALID:
-            verdict = Verdict.UNKNOWN
-    else:
-        code = {Verdict.VALID: ExitCode.OK, Verdict.INVALID: ExitCode.INVALID}.get(verdict, ExitCode.INFRA)
+    j = inv.judge_run(journal.snapshot(), specs, error=error, infra=infra, aborted=aborted)
+    results, verdict, code, error = j.results, j.verdict, j.code, j.error
     if error:
         journal.set_header(run={"error": error})
     if aborted:

@@ -138,16 +138,7 @@ class NodeServer:
         vote = fle.proposal if fle.state == ServerState.LOOKING else fle.current_vote
         st = self.storage
         bc = self.broadcast
-        learners = synced_f = synced_o = 0
-        lead_state = getattr(bc, "_lead", None) if bc is not None else None
-        if lead_state is not None:
-            for ln in getattr(lead_state, "learners", {}).values():
-                learners += 1
-                if getattr(ln, "newleader_acked", False):
-                    if getattr(ln, "observer", False):
-                        synced_o += 1
-                    else:
-                        synced_f += 1
+        learners, synced_f, synced_o = bc.learner_counts() if bc is not None else (0, 0, 0)
         try:
             open_fds = len(os.listdir("/proc/self/fd"))
         except OSError:

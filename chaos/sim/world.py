@@ -164,7 +164,7 @@ class SimTarget:
 
     def log_summary(self, sid: int) -> dict:
         log = self.world.logs[sid]
-        return {"runs": log.runs(), "last_committed_zxid": log.committed}
+        return {"runs": log.runs(), "last_committed_zxid": log.last_committed_zxid}
 
     def snapshot(self, sid: int, name: str) -> dict:
         if self.is_running(sid):

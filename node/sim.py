@@ -295,7 +295,7 @@ class Simulator:
             if not self._dial_ok(b, a, initiator=b):
                 del self._links[pair]  # the proxy carrying it was disabled
             elif fault.reset_ms is not None and self._applies(fid, pair, gen):
-                self._push(self.now_ms + fault.reset_ms, "reset", (pair, gen))
+                self._push(self.now_ms + fault.reset_ms, "reset", (pair, gen, fid))
         self._fault_changed(fid, fault, links, added=True)
 
     def remove_fault(self, fid: str) -> None:
@@ -520,7 +520,7 @@ class Simulator:
                     for fid in self._on_link.get((x, y, "election"), ()):
                         f = self._faults[fid][0]
                         if f.reset_ms is not None and self._applies(fid, link, self._link_gen):
-                            self._push(self.now_ms + f.reset_ms, "reset", (link, self._link_gen))
+                            self._push(self.now_ms + f.reset_ms, "reset", (link, self._link_gen, fid))
             for x, y in ((a, b), (b, a)):
                 nx = self.nodes[x]
                 pending = nx.queues.get(y)
@@ -560,7 +560,10 @@ class Simulator:
         self.trace.append((self.now_ms, sid, what, fields))
 
     # -- event handlers ---------------------------------------------------------
-    def _on_reset(self, pair: frozenset[int], gen: int) -> None:
+    def _on_reset(self, pair: frozenset[int], gen: int, fid: str | None = None) -> None:
+        """A reset_peer toxic's timer ran out; a toxic removed before then resets nothing."""
+        if fid is not None and fid not in self._faults:
+            return
         if self._links.get(pair) == gen:
             del self._links[pair]
 

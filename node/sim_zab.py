@@ -16,17 +16,19 @@ timeout toxic, a partition) swallows it; a paused process reads what waited
 in its kernel buffer when it resumes. A learner dials through proxy
 learner→leader: a `down` there, or a dead leader, refuses it; a live node that
 does not lead accepts and closes at once. A connection ends at an end when
-its process ends (the other end sees the FIN unless a hold keeps it) and at
-both ends when a proxy it runs through is disabled, when a hold on it is
-removed, or on a reset_peer (its timeout after the connection opened). The
-roles are woken every half tick (the leader's PING period) for their pings,
-proposals and timeouts. Persisted state — log, acceptedEpoch, currentEpoch,
+its process ends or its role closes it (the other end sees the FIN: a hold
+drops bytes, but passes the end of a stream as a close, as Toxiproxy's timeout
+toxic does) and at both ends when a proxy it runs through is disabled, when a hold on it is
+removed, or on a reset_peer (its timeout after the connection opened). A role
+is woken at the time it asks for (its pings, proposals and timeouts), as the
+real shell's timer wakes it. Persisted state — log, acceptedEpoch, currentEpoch,
 last committed zxid — survives a crash and a restart, as on disk. The txn
 interval is the plan's (callers may make it sparser for speed).
 """
 from __future__ import annotations
 
 import bisect
+import math
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable
@@ -139,6 +141,7 @@ class ZabSim(Simulator):
         self._work: deque[tuple[Callable[..., None], tuple]] = deque()
         self._working = False
         self._halting: int | None = None
+        self._wake_at: dict[int, tuple[Role, float]] = {}   # sid -> (role, time of its next wake)
         self.dirty: set[int] = set()                    # sids whose status may have moved
         super().__init__(verifier, {sid: (0, 0) for sid in sids}, seed=seed, protocol=protocol,
                          min_delay_ms=min_delay_ms, max_delay_ms=max_delay_ms, reorder=False,
@@ -293,6 +296,34 @@ class ZabSim(Simulator):
             self.nodes[sid].deferred.append(("role_input", (sid, role, method, args)))
             return
         self._effects(sid, role, getattr(role, method)(self.now_ms, *args))
+        if self.roles.get(sid) is role:
+            self._schedule_wake(sid, role)
+
+    def _schedule_wake(self, sid: int, role: Role) -> None:
+        """Wake the role when it has something to do, as the real shell's timer does."""
+        t = max(role.next_wakeup(), self.now_ms)
+        if t == math.inf:
+            return
+        at = self._wake_at.get(sid)
+        if at is not None and at[0] is role and at[1] <= t:
+            return  # an earlier wake is due anyway; it reschedules
+        self._wake_at[sid] = (role, t)
+        self._push(t, "zwake", (sid, role, t))
+
+    def _on_zwake(self, sid: int, role: Role, t: float) -> None:
+        at = self._wake_at.get(sid)
+        if at is None or at[0] is not role or at[1] != t:
+            return  # superseded by an earlier wake, or the role ended
+        if self.nodes[sid].paused:
+            self.nodes[sid].deferred.append(("zwake", (sid, role, t)))
+            return
+        del self._wake_at[sid]
+        self._run_role(sid, role, "on_tick", ())
+        at = self._wake_at.get(sid)
+        if at is not None and at[0] is role and at[1] <= t:  # it asked for the same instant again:
+            self._wake_at[sid] = (role, t + 1.0)            # come back 1 ms later, as the real timer does
+            self._push(t + 1.0, "zwake", (sid, role, t + 1.0))
+        self._drain()
 
     def _on_role_input(self, sid: int, role: Role, method: str, args: tuple) -> None:
         self._work.append((self._run_role, (sid, role, method, args)))
@@ -346,7 +377,7 @@ class ZabSim(Simulator):
         for fid in set(self._on_link.get((sid, lead, "quorum"), ())) | set(self._on_link.get((lead, sid, "quorum"), ())):
             fault = self._faults[fid][0]
             if fault.reset_ms is not None and self._applies(fid, frozenset((sid, lead)), -c.cid):
-                self._push(self.now_ms + fault.reset_ms, "qreset", (c.cid,))
+                self._push(self.now_ms + fault.reset_ms, "qreset", (c.cid, fid))
         self._zsend(c, sid, "accept", f"sim:{sid}")
         self._work.append((self._run_role, (sid, role, "on_connected", (c.cid, f"sim:{lead}"))))
 
@@ -355,8 +386,10 @@ class ZabSim(Simulator):
         dst = c.leader if src == c.learner else c.learner
         t = self.now_ms
         if self._on_link:
-            if self.link_held(src, dst, "quorum", -c.cid):
+            if kind != "fin" and self.link_held(src, dst, "quorum", -c.cid):
                 return  # held until the hold goes, which closes the connection
+            # A hold drops bytes but passes the end of the stream as a close, as
+            # Toxiproxy's timeout toxic does: a killed peer's FIN gets through.
             t += self.link_delay(src, dst, "quorum", -c.cid)
         t = max(t, c.tail.get(dst, 0.0))
         c.tail[dst] = t
@@ -431,11 +464,13 @@ class ZabSim(Simulator):
             if added and fault.down and ab in quorum:
                 self._sever(c, "proxy disabled")
             elif added and fault.reset_ms is not None and self._applies(fid, frozenset(ab), -c.cid):
-                self._push(self.now_ms + fault.reset_ms, "qreset", (c.cid,))
+                self._push(self.now_ms + fault.reset_ms, "qreset", (c.cid, fid))
             elif not added and fault.hold:
                 self._sever(c, "hold removed")
 
-    def _on_qreset(self, cid: int) -> None:
+    def _on_qreset(self, cid: int, fid: str) -> None:
+        if fid not in self._faults:
+            return  # the toxic went before its timer ran out: removing it interrupts the reset
         c = self._conns.get(cid)
         if c is not None:
             self._sever(c, "connection reset")
@@ -449,14 +484,9 @@ class ZabSim(Simulator):
         self.dirty.add(sid)
         self._drain()
 
-    # -- the tick: half a tickTime, the leader's PING period ---------------------------------
     def _on_tick(self) -> None:
-        self._push(self.now_ms + self.tick_ms, "tick", ())
-        for sid in sorted(self.roles):
-            role = self.roles.get(sid)
-            if role is not None and self._running(sid):
-                self._work.append((self._run_role, (sid, role, "on_tick", ())))
-        self._drain()
+        """The base simulator's periodic tick drives its own minimal Zab; the roles
+        here wake at their own deadlines instead (``_schedule_wake``)."""
 
     def send_raw(self, cid: int, src: int, msg: Message) -> None:
         """Put `msg` on connection `cid` as if `src`'s role had sent it (tests)."""

@@ -239,7 +239,7 @@ class LeaderRole(_Role):
             return []
         for l in list(self.links.values()):
             limit = self._read_limit(l)
-            if limit is not None and l.read_since is not None and now - l.read_since > limit:
+            if limit is not None and l.read_since is not None and now - l.read_since >= limit:
                 self._drop(l, "learner silent")
         if not self.synced:
             if now - self.phase_since >= self.timing.init_ms:
@@ -555,7 +555,7 @@ class LearnerRole(_Role):
             if now >= self.started + self.timing.init_ms:
                 self.last_err = "no LEADERINFO within initLimit"
                 self._lose(REASON_CANNOT_CONNECT, self.last_err)
-        elif now - self.read_since > self._read_limit():
+        elif now - self.read_since >= self._read_limit():
             self._lose(REASON_LEADER_SILENT, "leader silent")
         return self._flush()
 

@@ -47,7 +47,7 @@ _ROLES = frozenset(r.value for r in Role)
 _PORTS = ("election", "quorum")
 # Unit ids; a toxic's or a partition's is also its name in the written plan.
 _UNIT_PREFIX = {"toxic": "t", "partition": "p", "kill": "k", "stop": "s", "pause": "z", "restart": "r",
-                "silent_death": "d"}
+                "silent_death": "d", "power_loss": "w"}
 
 
 _MISMATCH = "NOT AS RUN:"
@@ -329,14 +329,14 @@ class _Builder:
         if handled is not None:
             handled(ran, model, comment)
         # kill/stop/restart/start end a pause (journaled as undone) rather than undo it.
-        ends_only = kind in ("kill", "stop", "restart", "start", "silent_death")
+        ends_only = kind in ("kill", "stop", "restart", "start", "silent_death", "power_loss")
         for f in ran.faults:
             if f.phase == "undone" and ends_only:
                 continue
             if f.phase == "requested" and kind == "silent_death":
                 continue  # its faults are the silent_death step itself
             self.fault(f, ran, comment)
-        if kind in ("kill", "stop", "pause") and not any(f.phase == "requested" for f in ran.faults):
+        if kind in ("kill", "stop", "pause", "power_loss") and not any(f.phase == "requested" for f in ran.faults):
             # It failed before it applied anything: the same step, so it fails the same way.
             for sid in _sids(res.get("target")):
                 self.emit(kind, sid, comment=comment, unit=self.new_unit(kind), role=StepRole.FAULT,
@@ -469,7 +469,7 @@ class _Builder:
         if f.phase != "requested":
             return
         target = f.target
-        if f.kind in ("kill", "stop", "pause"):
+        if f.kind in ("kill", "stop", "pause", "power_loss"):
             sid = target.get("sid")
             if not isinstance(sid, int):
                 return

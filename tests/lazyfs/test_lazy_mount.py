@@ -181,7 +181,8 @@ def test_janitor_unmounts_a_dead_runs_mount_only(tmp_path):
     dead.mount()
     try:
         gone = lazyfs.janitor(procs.live_run_ids())
-        assert str(tmp_path / "dead") in gone and str(tmp_path / "live") not in gone
+        # (a concurrent run's janitor may have taken the dead one first: both are fine)
+        assert str(tmp_path / "live") not in gone
         assert lazyfs.is_mounted(tmp_path / "live") and not lazyfs.is_mounted(tmp_path / "dead")
     finally:
         dead.unmount(sync=False)

@@ -286,6 +286,7 @@ class _Builder:
         self.down: dict[int, str] = {}    # sid -> unit of the kill/stop a restart would undo
         self.paused: dict[int, str] = {}  # sid -> unit of its pause
         self.snapshots: dict[str, str | None] = {}  # snapshot name -> unit that took it
+        self.power_cuts: dict[tuple, str] = {}  # (step path, sids cut at once) -> their one unit
         self.undone_here: set[str] = set()  # units whose undo this leaf wrote already
         self.active: set[str] = set()       # toxic/partition units in place
         self.last_key: tuple | None = None
@@ -469,6 +470,21 @@ class _Builder:
         if f.phase != "requested":
             return
         target = f.target
+        if f.kind == "power_loss" and isinstance(target.get("sid"), int):
+            # one step cut several nodes at once: one step and one unit again
+            sid = int(target["sid"])
+            together = sorted({int(s) for s in (target.get("at_once") or ()) if isinstance(s, int)} | {sid})
+            key = (source, tuple(together))
+            unit = self.power_cuts.get(key)
+            fresh = unit is None
+            if fresh:
+                unit = self.power_cuts[key] = self.new_unit(f.kind)
+            self.unit_of[f.fault_id] = (unit, f.kind, target)
+            self.down[sid] = unit
+            if fresh:
+                self.emit(f.kind, together if len(together) > 1 else sid, comment=comment, unit=unit,
+                          role=StepRole.FAULT, source=source)
+            return
         if f.kind in ("kill", "stop", "pause", "power_loss"):
             sid = target.get("sid")
             if not isinstance(sid, int):

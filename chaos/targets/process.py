@@ -100,6 +100,9 @@ class ProcessTarget:
             else:
                 entry.unlink()
         shutil.copytree(src / "data", n.data_dir, dirs_exist_ok=True)
+        disk = getattr(self, "disks", {}).get(sid)
+        if disk is not None:
+            disk.sync()   # the copy is what the disk holds, not writes a power cut would drop
 
     # ------------------------------------------------------------------ power loss
     # `power_loss` (chaos.lazyfs): each node's dataDir/version-2 — epoch files

@@ -53,6 +53,16 @@ def test_power_loss_quorum_is_valid_on_the_clean_node(tmp_path):
     survived = next(i for i in j["invariants"] if i["name"] == "no_committed_txn_lost")
     assert "survived" in survived["message"]
     assert not _mounts_under(out) and not procs_mentioning(str(out))
+    # the resolved schedule (chaos shrink) cuts the same nodes at once, one step and one unit each
+    from chaos.plan import parse_plan
+    from chaos.schedule import plan_text, schedule_from_run
+    sched = schedule_from_run(out)
+    cut_steps = [st for st in sched.steps if st.kind == "power_loss"]
+    assert [st.value for st in cut_steps] == [followers, everyone]
+    assert len({st.unit for st in cut_steps}) == 2
+    rewritten = parse_plan(plan_text(sched), "schedule.yaml")
+    assert [st.describe() for st in rewritten.steps if st.kind == "power_loss"] == \
+        ["power_loss " + ", ".join(map(str, followers)), "power_loss 1, 2, 3"]
 
 
 POWER_PLAN = """\

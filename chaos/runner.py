@@ -48,7 +48,7 @@ from chaos.journal import JournalWriter, load as load_journal
 from chaos.links import LinkFaults
 from chaos.observe import NodeStatus, Observer
 from chaos.outcome import ExitCode, Verdict
-from chaos.plan.model import Plan, Wait, WaitCondition, iter_steps
+from chaos.plan.model import Plan, Wait, WaitCondition
 from chaos.ports import reserve_ports
 from chaos.records import Fault, Journal, LogSummary, Process, RunStarted, StepFinished, Teardown
 from chaos.steps import SetupFailure, StepFailed, run_step, run_steps
@@ -233,7 +233,7 @@ class Runner:
                            run={"toxiproxy": {"kind": self._toxiproxy_kind(), "url": client.url},
                                 "target": {"kind": target.kind, "version": target.version()}})
         target.write_configs()
-        if any(s.kind == "power_loss" for s in iter_steps(plan.steps)):
+        if plan.uses("power_loss"):
             self._lazy_disks(stack, target)
         observer = Observer(journal, target.endpoints(), running=target.is_running, on_change=self._on_status,
                             hosts=getattr(target, "hosts", dict)(), poll=getattr(target, "poll_status", None),

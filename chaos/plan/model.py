@@ -1332,6 +1332,10 @@ class Plan:
     def invariant(self, name: str) -> InvariantSpec | None:
         return next((i for i in self.invariants if i.name == name), None)
 
+    def uses(self, kind: str) -> bool:
+        """Some step, nested ones included, is of ``kind`` (a run sets up what it needs)."""
+        return any(s.kind == kind for s in iter_steps(self.steps))
+
     def to_json(self) -> dict[str, Any]:
         """Plain JSON for the journal's `plan` key."""
         return {"name": self.name, "description": self.description, "seed": self.seed,

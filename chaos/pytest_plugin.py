@@ -325,6 +325,9 @@ def _skip_reason(plan: Any, s: Settings) -> str | None:
     from chaos.targets import TARGETS
     if target not in TARGETS:
         return f"target {target} is not installed here (known: {', '.join(sorted(TARGETS))})"
+    if plan.uses("power_loss"):
+        from chaos.lazyfs import missing_requirements
+        return missing_requirements()
     return None
 
 

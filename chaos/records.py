@@ -29,7 +29,7 @@ from chaos.outcome import InvariantResult, Verdict
 __all__ = [
     "SCHEMA_VERSION", "READABLE_VERSIONS", "Link", "Record", "RECORD_TYPES", "record_type",
     "RunStarted", "StepStarted", "StepFinished", "Fault", "Process", "NodeEvent", "Status",
-    "LogSummary", "WorkloadTick", "WorkloadReadback", "NotificationsCapped", "Teardown", "RunFinished", "UnknownRecord", "RunInfo", "TargetInfo", "ToxiproxyInfo",
+    "LogSummary", "WorkloadTick", "WorkloadReadback", "NotificationsCapped", "UnsyncedLost", "Teardown", "RunFinished", "UnknownRecord", "RunInfo", "TargetInfo", "ToxiproxyInfo",
     "NodeInfo", "LinkInfo", "PlanInfo", "Journal", "END_MARKERS",
 ]
 
@@ -354,6 +354,21 @@ class NotificationsCapped(Record):
     dropped_received: int = 0
     dropped_other: int = 0      # the core's per-message events (quorum_reached, notification_ignored, ...)
     cap: str = ""
+
+
+@record_type
+@dataclass(frozen=True, slots=True, kw_only=True)
+class UnsyncedLost(Record):
+    """A ``power_loss`` dropped node ``sid``'s writes that were not fsync'ed
+    (``chaos.lazyfs``): ``files`` [{path, size, durable_size, dropped_bytes}]
+    changed by the cut (paths inside its ``dataDir/version-2``),
+    ``dropped_bytes`` their sum; ``error`` when the drop failed."""
+
+    type: ClassVar[str] = "unsynced_lost"
+    sid: int | None = None
+    files: Any = ()
+    dropped_bytes: int = 0
+    error: str | None = None
 
 
 @record_type

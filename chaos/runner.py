@@ -202,6 +202,7 @@ class Runner:
         # Clear what crashed runs left; their proxies too if we share a server,
         # and their namespaces and nft tables (chaos.netns) whatever this run's links.
         procs.janitor(log=self.progress.say)
+        self._lazy_janitor()
         if self.links_mode() != "netns":
             self._net_janitor()
 
@@ -232,6 +233,8 @@ class Runner:
                            run={"toxiproxy": {"kind": self._toxiproxy_kind(), "url": client.url},
                                 "target": {"kind": target.kind, "version": target.version()}})
         target.write_configs()
+        if plan.uses("power_loss"):
+            self._lazy_disks(stack, target)
         observer = Observer(journal, target.endpoints(), running=target.is_running, on_change=self._on_status,
                             hosts=getattr(target, "hosts", dict)(), poll=getattr(target, "poll_status", None),
                             parse_line=getattr(target, "parse_event_line", None))
@@ -270,6 +273,30 @@ class Runner:
                 netns.janitor(procs.live_run_ids(), log=self.progress.say)
         except Exception as e:   # no rights to look or to remove: not this run's problem
             self.warn(f"janitor: cannot check network leftovers: {e}")
+
+    def _lazy_janitor(self) -> None:
+        from chaos import lazyfs
+        try:
+            if lazyfs.mounts():
+                lazyfs.janitor(procs.live_run_ids(), log=self.progress.say)
+        except Exception as e:   # not this run's problem
+            self.warn(f"janitor: cannot check lazy mounts: {e}")
+
+    def _lazy_disks(self, stack: contextlib.ExitStack, target: Any) -> None:
+        """The plan cuts power: every node's ``version-2`` on a lazy disk
+        (:mod:`chaos.lazyfs`), unmounted after the nodes are gone (registered
+        before the nodes' shutdown, so it unwinds after it)."""
+        from chaos import lazyfs
+        problem = lazyfs.missing_requirements()
+        if problem:
+            raise SetupFailure(problem)
+        if not hasattr(target, "mount_disks"):
+            raise SetupFailure(f"the {target.kind} target has no lazy disks, so power_loss cannot run on it")
+        self._undo(stack, "lazy disks", target.unmount_disks)
+        try:
+            target.mount_disks(self.run_id)
+        except lazyfs.LazyFsError as e:
+            raise SetupFailure(str(e)) from None
 
     def _netns(self, stack: contextlib.ExitStack, sids: list[int]) -> Any:
         """A namespace per node (:mod:`chaos.netns`); removed after the nodes

@@ -47,7 +47,7 @@ _ROLES = frozenset(r.value for r in Role)
 _PORTS = ("election", "quorum")
 # Unit ids; a toxic's or a partition's is also its name in the written plan.
 _UNIT_PREFIX = {"toxic": "t", "partition": "p", "kill": "k", "stop": "s", "pause": "z", "restart": "r",
-                "silent_death": "d"}
+                "silent_death": "d", "power_loss": "w"}
 
 
 _MISMATCH = "NOT AS RUN:"
@@ -286,6 +286,7 @@ class _Builder:
         self.down: dict[int, str] = {}    # sid -> unit of the kill/stop a restart would undo
         self.paused: dict[int, str] = {}  # sid -> unit of its pause
         self.snapshots: dict[str, str | None] = {}  # snapshot name -> unit that took it
+        self.power_cuts: dict[tuple, str] = {}  # (step path, sids cut at once) -> their one unit
         self.undone_here: set[str] = set()  # units whose undo this leaf wrote already
         self.active: set[str] = set()       # toxic/partition units in place
         self.last_key: tuple | None = None
@@ -329,14 +330,14 @@ class _Builder:
         if handled is not None:
             handled(ran, model, comment)
         # kill/stop/restart/start end a pause (journaled as undone) rather than undo it.
-        ends_only = kind in ("kill", "stop", "restart", "start", "silent_death")
+        ends_only = kind in ("kill", "stop", "restart", "start", "silent_death", "power_loss")
         for f in ran.faults:
             if f.phase == "undone" and ends_only:
                 continue
             if f.phase == "requested" and kind == "silent_death":
                 continue  # its faults are the silent_death step itself
             self.fault(f, ran, comment)
-        if kind in ("kill", "stop", "pause") and not any(f.phase == "requested" for f in ran.faults):
+        if kind in ("kill", "stop", "pause", "power_loss") and not any(f.phase == "requested" for f in ran.faults):
             # It failed before it applied anything: the same step, so it fails the same way.
             for sid in _sids(res.get("target")):
                 self.emit(kind, sid, comment=comment, unit=self.new_unit(kind), role=StepRole.FAULT,
@@ -469,7 +470,22 @@ class _Builder:
         if f.phase != "requested":
             return
         target = f.target
-        if f.kind in ("kill", "stop", "pause"):
+        if f.kind == "power_loss" and isinstance(target.get("sid"), int):
+            # one step cut several nodes at once: one step and one unit again
+            sid = int(target["sid"])
+            together = sorted({int(s) for s in (target.get("at_once") or ()) if isinstance(s, int)} | {sid})
+            key = (source, tuple(together))
+            unit = self.power_cuts.get(key)
+            fresh = unit is None
+            if fresh:
+                unit = self.power_cuts[key] = self.new_unit(f.kind)
+            self.unit_of[f.fault_id] = (unit, f.kind, target)
+            self.down[sid] = unit
+            if fresh:
+                self.emit(f.kind, together if len(together) > 1 else sid, comment=comment, unit=unit,
+                          role=StepRole.FAULT, source=source)
+            return
+        if f.kind in ("kill", "stop", "pause", "power_loss"):
             sid = target.get("sid")
             if not isinstance(sid, int):
                 return

@@ -6,7 +6,8 @@ from __future__ import annotations
 
 from typing import Any, Callable, Iterable, Mapping
 
-from chaos.records import Fault, LogSummary, NodeEvent, Process, Record, Status, StepFinished, StepStarted, Teardown
+from chaos.records import (Fault, LogSummary, NodeEvent, Process, Record, Status, StepFinished, StepStarted,
+                            Teardown, UnsyncedLost)
 from zkrules.vote import zxid_counter, zxid_epoch
 
 from .core import (_NOBODY, _ROLE_STATE, DEFAULT_CONVERGENCE_S, Context, Finding, NodeStates, invariant)
@@ -155,7 +156,7 @@ def _role(r: Record) -> tuple[str, int | None] | None:
     return None
 
 
-_PROCESS_FAULTS = frozenset({"kill", "stop", "pause"})
+_PROCESS_FAULTS = frozenset({"kill", "stop", "pause", "power_loss"})
 
 
 def _active_link_faults(records: Iterable[Record]) -> set[str]:
@@ -315,11 +316,15 @@ def _log_has(runs: Iterable[tuple[int, int, int]], zxid: int) -> bool:
 @invariant("no_committed_txn_lost")
 def no_committed_txn_lost(ctx: Context, spec: Mapping[str, Any]) -> Finding:
     """Every txn committed before a leader change survives in the new leader:
-    its last_zxid at epoch_established is not behind, and its final txn log
-    (``log_summary``) still holds the txn."""
+    its last_zxid at epoch_established is not behind (checked for every
+    leader first: it names the moment), and its final txn log
+    (``log_summary``) still holds the txn. A power cut (``unsynced_lost``)
+    after the commit is named in the message: committed means acked by a
+    quorum, and an ack promises the txn is on disk."""
     committed: list[tuple[int, int, int]] = []  # (zxid, seq, index) in time order
     leaders: list[tuple[int, NodeEvent]] = []  # (index, epoch_established as leader)
     summaries: dict[int, LogSummary] = {}
+    cuts: list[tuple[int, UnsyncedLost]] = []  # (index, power cut of one node)
     for i, r in enumerate(ctx.records):
         if isinstance(r, NodeEvent):
             zxid = _int(r.get("zxid")) if r.event == "txn_committed" else None
@@ -329,28 +334,45 @@ def no_committed_txn_lost(ctx: Context, spec: Mapping[str, Any]) -> Finding:
                 leaders.append((i, r))
         elif isinstance(r, LogSummary) and r.sid is not None and r.runs is not None:
             summaries[r.sid] = r  # runs=None: the log could not be read; judge by last_zxid only
+        elif isinstance(r, UnsyncedLost) and r.sid is not None and r.error is None:
+            cuts.append((i, r))
     if not committed:
         return Finding.valid("no committed txn observed")
+
+    def power(after: int, until: int) -> tuple[str, tuple[int, ...]]:
+        hit = [r for i, r in cuts if after < i < until]
+        if not hit:
+            return "", ()
+        sids = sorted({r.sid for r in hit})
+        return (f"; power was cut on node(s) {', '.join(map(str, sids))} after the commit "
+                f"(seq {', '.join(str(r.seq) for r in hit)}), dropping what they had not fsync'ed",
+                tuple(r.seq for r in hit))
+
     checked = 0
+    judged: list[tuple[int, NodeEvent, int | None, list[tuple[int, int, int]]]] = []
     for at, lead in leaders:
         new_epoch = _int(lead.get("epoch"))
-        before = [(z, s) for z, s, i in committed if i < at and (new_epoch is None or zxid_epoch(z) < new_epoch)]
-        if not before:
-            continue
-        checked += 1
-        top_z, top_s = max(before)
+        before = [(z, s, i) for z, s, i in committed if i < at and (new_epoch is None or zxid_epoch(z) < new_epoch)]
+        if before:
+            checked += 1
+            judged.append((at, lead, new_epoch, before))
+    for at, lead, new_epoch, before in judged:
+        top_z, top_s, top_i = max(before)
         last = _int(lead.get("last_zxid"))
         if last is not None and last < top_z:
+            why, seqs = power(top_i, at)
             return Finding.invalid(
                 f"leader {lead.sid} established epoch {new_epoch} with last_zxid {last:#x}, "
-                f"behind committed txn {top_z:#x} (seq {top_s})", (top_s, lead.seq), lead.seq)
+                f"behind committed txn {top_z:#x} (seq {top_s}){why}", (top_s, *seqs, lead.seq), lead.seq)
+    for at, lead, new_epoch, before in judged:
         summary = summaries.get(lead.sid) if lead.sid is not None else None
         if summary is not None and summary.runs is not None:
-            for z, s in before:
+            for z, s, i in before:
                 if not _log_has(summary.runs, z):
+                    why, seqs = power(i, len(ctx.records))
                     return Finding.invalid(
                         f"txn {z:#x} committed (seq {s}) before leader {lead.sid} took epoch {new_epoch} "
-                        f"is missing from its txn log", (s, lead.seq, summary.seq), summary.seq)
+                        f"is missing from its txn log{why}", (s, *seqs, lead.seq, summary.seq), summary.seq)
     if not checked:
         return Finding.valid(f"{len(committed)} txn(s) committed; no leader change after a commit")
     return Finding.valid(f"{len(committed)} committed txn(s) survived {checked} leader change(s)")

@@ -36,7 +36,7 @@ __all__ = [
     "Step", "STEP_TYPES", "STEP_KINDS", "step_kind", "Wait", "NodeStep", "NODE_STEP_KINDS",
     "ToxicAdd", "ToxicRemove", "PartitionKind", "PartitionSpec", "Partition", "Heal",
     "Sleep", "Repeat", "Choice", "Plan", "iter_steps", "INVARIANT_NAMES",
-    "Restart", "SilentDeath", "Start", "Snapshot", "Nemesis", "NEMESIS_FAULTS",
+    "Restart", "SilentDeath", "Start", "Snapshot", "PowerLoss", "Nemesis", "NEMESIS_FAULTS",
     "PLAN_TOXIC_TYPES", "PLAN_FAULT_TYPES", "SERVER_ONLY_TOXICS", "DEFAULT_WAIT_TIMEOUT_S",
 ]
 
@@ -1100,6 +1100,50 @@ class Snapshot(Step):
         return {**self._head(), "node": self.node.to_json(), "as": self.name}
 
 
+@step_kind("power_loss")
+@dataclass(frozen=True, slots=True)
+class PowerLoss(Step):
+    """`power_loss: SEL` or `power_loss: [SEL, ...]`: the selected nodes lose
+    power at once. Each process is SIGKILLed (a kill keeps the kernel's page
+    cache, so alone it loses nothing the node wrote), then every write to its
+    `dataDir/version-2` not yet fsync'ed is dropped (`chaos.lazyfs`): the disk
+    holds what a power cut leaves. The nodes stay down until `restart` or
+    `start`. A plan with this step has its nodes' `version-2` directories on
+    the lazy filesystem for the whole run. `as:` names the nodes."""
+
+    targets: tuple[Selector, ...]
+    bind_as: str | None = None
+    path: str = ""
+    label: str = ""
+
+    binds = "nodes"
+    schema = {
+        "anyOf": [_SELECTOR, {"type": "array", "minItems": 1, "items": _SELECTOR}],
+        "x-expected": _SELECTOR_EXPECTED + ", or a non-empty list of them",
+    }
+
+    @classmethod
+    def parse(cls, kind: str, value: Any, ctx: "StepContext") -> "PowerLoss | None":
+        if isinstance(value, list):
+            if not value:
+                ctx.err(ctx.path, "power_loss: [] names no node; give a selector or a non-empty list")
+            targets = [ctx.selector(v, ctx.path + (i,)) for i, v in enumerate(value)]
+        else:
+            targets = [ctx.selector(value, ctx.path)]
+        ctx.scope.has_target = True
+        if ctx.bind_as:
+            ctx.scope.bind(ctx.bind_as)
+        if not targets or any(t is None for t in targets):
+            return None
+        return cls(tuple(targets), ctx.bind_as, ctx.step_path, ctx.label)  # type: ignore[arg-type]
+
+    def describe(self) -> str:
+        return "power_loss " + ", ".join(str(t) for t in self.targets)
+
+    def to_json(self) -> dict[str, Any]:
+        return {**self._head(), "targets": [t.to_json() for t in self.targets], "as": self.bind_as}
+
+
 # Malformed election frames `inject` can send, each a way a receiver must
 # survive (ZK-3769: a short notification killed 3.6's receiver thread).
 INJECT_FRAMES: dict[str, str] = {
@@ -1287,6 +1331,10 @@ class Plan:
 
     def invariant(self, name: str) -> InvariantSpec | None:
         return next((i for i in self.invariants if i.name == name), None)
+
+    def uses(self, kind: str) -> bool:
+        """Some step, nested ones included, is of ``kind`` (a run sets up what it needs)."""
+        return any(s.kind == kind for s in iter_steps(self.steps))
 
     def to_json(self) -> dict[str, Any]:
         """Plain JSON for the journal's `plan` key."""

@@ -288,7 +288,7 @@ def build(journal: Journal) -> Timeline:
                 move(sid, t, "LOOKING", None, None, seq)
                 # a restart ends a kill/stop of this node (the plan restarts; no "undone" record)
                 for fid, f in list(open_faults.items()):
-                    if f.kind in ("kill", "stop") and sid in f.sids:
+                    if f.kind in ("kill", "stop", "power_loss") and sid in f.sids:
                         faults.append(open_faults.pop(fid).band(t, True))
         elif isinstance(r, NodeEvent) and r.sid is not None:
             sid, ev, prev = r.sid, r.event, cur.get(r.sid)

@@ -156,4 +156,4 @@ def missing_handlers(kinds: Iterable[str]) -> list[str]:
 
 
 # Handler modules register themselves on import.
-from chaos.steps import flow, lifecycle, links, nemesis, nodes, waits, wire  # noqa: E402,F401
+from chaos.steps import flow, lifecycle, links, nemesis, nodes, power, waits, wire  # noqa: E402,F401

@@ -89,11 +89,59 @@ class ProcessTarget:
         for entry in n.data_dir.iterdir():
             if n.events_path is not None and entry.name == n.events_path.name:
                 continue
-            if entry.is_dir() and not entry.is_symlink():
+            if entry.is_mount():   # a lazy disk (power_loss): empty it, the mount stays
+                for inner in entry.iterdir():
+                    if inner.is_dir() and not inner.is_symlink():
+                        shutil.rmtree(inner)
+                    else:
+                        inner.unlink()
+            elif entry.is_dir() and not entry.is_symlink():
                 shutil.rmtree(entry)
             else:
                 entry.unlink()
         shutil.copytree(src / "data", n.data_dir, dirs_exist_ok=True)
+        disk = getattr(self, "disks", {}).get(sid)
+        if disk is not None:
+            disk.sync()   # the copy is what the disk holds, not writes a power cut would drop
+
+    # ------------------------------------------------------------------ power loss
+    # `power_loss` (chaos.lazyfs): each node's dataDir/version-2 — epoch files
+    # and txn log, ZooKeeper's layout and ours — is a lazy mount whose unsynced
+    # writes a power cut drops. The event log and myid stay outside it: the
+    # event log is the orchestrator's record of the node, not the node's state.
+
+    def lazy_dir(self, sid: int) -> Path:
+        return self.nodes[sid].data_dir / "version-2"
+
+    def mount_disks(self, run_id: str) -> None:
+        """Put every node's ``version-2`` on a lazy disk (after ``write_configs``, before a start)."""
+        from chaos.lazyfs import LazyDisk
+        self.disks: dict[int, Any] = getattr(self, "disks", {})
+        for sid, n in self.nodes.items():
+            disk = LazyDisk(self.lazy_dir(sid), run_id, f"n{sid}", log_path=n.dir / "lazyfs.log",
+                            registry=getattr(self, "registry", None))
+            disk.mount()
+            self.disks[sid] = disk
+
+    def unmount_disks(self) -> None:
+        """Write every cache back (a clean shutdown) and unmount; after the nodes are down."""
+        for disk in getattr(self, "disks", {}).values():
+            disk.unmount()
+
+    def power_loss(self, sid: int) -> None:
+        """The power goes: SIGKILL if it runs (the page cache survives that);
+        :meth:`lose_unsynced` then drops the cache."""
+        if sid not in getattr(self, "disks", {}):
+            raise RuntimeError(f"node {sid}'s dataDir is not on a lazy disk")
+        if self.nodes[sid].state is not ProcState.DOWN:
+            self.kill(sid)
+
+    def lose_unsynced(self, sid: int) -> dict:
+        """Drop node ``sid``'s writes not fsync'ed; ``UnsyncedLost`` fields."""
+        if self.nodes[sid].state is not ProcState.DOWN:
+            raise RuntimeError(f"node {sid} is running; its power must go first")
+        reply = self.disks[sid].lose()
+        return {"files": reply.get("files", []), "dropped_bytes": int(reply.get("dropped_bytes", 0))}
 
     def _forget(self, sid: int) -> None:
         """The node is down: drop what marks it as running (a pid file)."""

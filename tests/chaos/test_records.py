@@ -9,7 +9,7 @@ from chaos.journal import JournalWriter, load
 from chaos.outcome import InvariantResult, Verdict
 from chaos.records import (RECORD_TYPES, NotificationsCapped, SCHEMA_VERSION, Fault, Journal, LogSummary, NodeEvent, Process,
                            Record, RunFinished, RunStarted, Status, StepFinished, StepStarted, Teardown,
-                           UnknownRecord, WorkloadReadback, WorkloadTick)
+                           UnknownRecord, UnsyncedLost, WorkloadReadback, WorkloadTick)
 
 SAMPLES = {
     RunStarted: {"seed": 7, "command": "chaos run x.yaml"},
@@ -27,6 +27,8 @@ SAMPLES = {
                           "dropped_sent": 812, "dropped_received": 790, "dropped_other": 400,
                           "cap": "election"},
     RunFinished: {"verdict": "valid", "exit_code": 0},
+    UnsyncedLost: {"sid": 2, "files": [{"path": "/txnlog", "size": 9000, "durable_size": 8000,
+                                        "dropped_bytes": 4096}], "dropped_bytes": 4096, "error": None},
     WorkloadTick: {"second": 12, "acks": 19, "errors": 1},
     WorkloadReadback: {"sid": 2, "acked": 300, "held": 299, "missing_count": 1,
                        "missing": ["/fle-chaos/w-0000000041"], "extra_count": 0, "digest": "ab12", "error": None},

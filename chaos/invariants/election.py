@@ -10,6 +10,8 @@ from chaos.records import (Fault, LogSummary, NodeEvent, Process, Record, Status
                             Teardown, UnsyncedLost)
 from zkrules.vote import zxid_counter, zxid_epoch
 
+from chaos.outcome import Verdict
+
 from .core import (_NOBODY, _ROLE_STATE, DEFAULT_CONVERGENCE_S, Context, Finding, NodeStates, invariant)
 from .core import as_int as _int
 from .core import sid_of as _sid
@@ -210,6 +212,13 @@ def _judge_join(ctx: Context, i: int, leader: int, epoch: int, path_of: PathOf =
             finished = r
             path = path_of(r)
             if path != "out_of_election" or r.get("leader") != leader:
+                stale = _stale_backing(ctx, i, r) if path == "quorum" else None
+                if stale:
+                    return Finding.valid(
+                        f"node {sid} restarted (seq {seq0}) and decided {r.get('leader')} (seq {r.seq}) on a quorum "
+                        f"that needed LOOKING votes from {', '.join(map(str, stale))}, sent in an election they had "
+                        "already left (re-sent on reconnect, as ZooKeeper's QuorumCnxManager re-sends its last "
+                        "message): not a fault of the join")
                 return Finding.invalid(
                     f"node {sid} restarted (seq {seq0}) while {leader} led epoch {epoch}, but its election "
                     f"finished with leader {r.get('leader', '—')} via path {path or '—'}", (seq0, r.seq))
@@ -242,6 +251,42 @@ def out_of_election_join(ctx: Context, spec: Mapping[str, Any]) -> Finding:
     return judge_joins(ctx)
 
 
+def _stale_backing(ctx: Context, i: int, fin: NodeEvent) -> list[int]:
+    """Peers whose LOOKING votes a restarted node needed for its quorum-path decision
+    ``fin`` though, by their own logs, they had left that election when the vote
+    reached it; empty when the votes of peers still LOOKING (and its own) were a
+    quorum already, or when no quorum backs the decision at all (other checks judge that).
+
+    Why: a peer queues its last vote for a dead peer and sends it when the peer
+    comes back, so a restarted node can count an election that has since ended
+    into some other leader. ZooKeeper does the same; the node then fails to
+    reach that leader within initLimit and elects again."""
+    me, rnd = fin.sid, fin.get("round")
+    target = (fin.get("leader"), fin.get("zxid"), fin.get("peer_epoch"))
+    end = fin.node_ts
+    if end is None or rnd is None:
+        return []
+    before = ctx.states[i]
+    looking = {s: v.state == "LOOKING" for s, v in before.items()}
+    window = [r for r in ctx.records[i + 1:] if isinstance(r, NodeEvent) and r.node_ts is not None
+              and r.node_ts <= end and r.event in ("state_changed", "notification_received")]
+    window.sort(key=lambda r: r.node_ts)
+    votes: dict[int, tuple[bool, bool]] = {}  # sender -> (votes for the decided leader, sender still LOOKING)
+    for r in window:
+        if r.event == "state_changed":
+            looking[r.sid] = r.get("to") == "LOOKING"
+        elif r.sid == me and r.get("state") == "LOOKING" and r.get("round") == rnd:
+            frm = _int(r.get("from"))
+            if frm is not None:
+                vote = (r.get("leader"), r.get("zxid"), r.get("peer_epoch"))
+                votes[frm] = (vote == target, frm == me or looking.get(frm, False))
+    backing = {s for s, (same, _) in votes.items() if same} | {me}
+    fresh = {s for s, (same, live) in votes.items() if same and live} | {me}
+    if not ctx.voters.is_quorum(backing) or ctx.voters.is_quorum(fresh):
+        return []
+    return sorted(backing - fresh)
+
+
 def judge_joins(ctx: Context, path_of: PathOf = _path_said) -> Finding:
     """out_of_election_join with the path of each decision from ``path_of``."""
     started: set[int] = set()
@@ -255,12 +300,17 @@ def judge_joins(ctx: Context, path_of: PathOf = _path_said) -> Finding:
     if not joins:
         return Finding.valid("no restart into a running ensemble")
     done = 0
+    notes: list[str] = []
     for i, leader, epoch in joins:
-        bad = _judge_join(ctx, i, leader, epoch, path_of)
-        if bad is not None:
-            return bad
-        done += 1
-    return Finding.valid(f"{done} restart(s) joined the running leader out of election, epoch unchanged")
+        found = _judge_join(ctx, i, leader, epoch, path_of)
+        if found is not None and found.verdict is not Verdict.VALID:
+            return found
+        if found is not None:
+            notes.append(found.message)
+        else:
+            done += 1
+    msg = f"{done} restart(s) joined the running leader out of election, epoch unchanged"
+    return Finding.valid("; ".join([msg, *notes]))
 
 
 # --------------------------------------------------------------------------- leader_validity

@@ -331,6 +331,49 @@ def test_restart_that_joins_by_quorum_path_is_invalid():
     assert r.first_violation == s["finished"]
 
 
+def _restart_onto_votes(b: JournalBuilder, *, voter_state: str) -> dict:
+    """Node 1 restarts while 3 leads; node 2's LOOKING vote for 2 in round 5 reaches it
+    while node 2 is in `voter_state` by its own log, and node 1 decides 2 by the quorum path."""
+    seqs = {"restart": b.process(1, "started")}
+    b.advance(0.05)
+    if voter_state == "LOOKING":
+        b.ev(2, "state_changed", **{"from": "FOLLOWING", "to": "LOOKING"})
+    b.advance(0.05)
+    vote = dict(leader=2, zxid=b.zxid[2], peer_epoch=b.epoch[2], round=5, version=2)
+    b.ev(1, "notification_received", **{"from": 2}, state="LOOKING", **vote)
+    b.ev(1, "notification_received", **{"from": 1}, state="LOOKING", **vote)
+    b.advance(0.2)
+    seqs["finished"] = b.ev(1, "election_finished", leader=2, zxid=vote["zxid"], peer_epoch=vote["peer_epoch"],
+                            round=5, duration_ms=300, path="quorum", state="FOLLOWING",
+                            notifications_sent=2, notifications_received=2)
+    return seqs
+
+
+def test_a_restart_misled_by_votes_re_sent_from_a_finished_election_is_not_the_joins_fault():
+    """Node 2 left its election (it FOLLOWS 3) but its last LOOKING vote reaches the
+    restarted node, which counts it: ZooKeeper's QuorumCnxManager re-sends it too."""
+    b, _ = formed()
+    b.fault("requested", "f1", "kill", {"node": 1})
+    b.kill(1)
+    b.advance(1)
+    _restart_onto_votes(b, voter_state="FOLLOWING")
+    r = out_of_election_join(journal(b))
+    assert r.verdict == "valid"
+    assert "needed LOOKING votes from 2" in r.message and "already left" in r.message
+
+
+def test_a_restart_that_joins_a_peer_still_looking_by_the_quorum_path_is_invalid():
+    """The same votes from a peer that really is LOOKING: no excuse, the join went wrong."""
+    b, _ = formed()
+    b.fault("requested", "f1", "kill", {"node": 1})
+    b.kill(1)
+    b.advance(1)
+    s = _restart_onto_votes(b, voter_state="LOOKING")
+    r = out_of_election_join(journal(b))
+    assert r.verdict == "invalid"
+    assert r.evidence == (s["restart"], s["finished"])
+
+
 def test_restart_that_bumps_the_epoch_is_invalid():
     b, _ = formed()
     b.fault("requested", "f1", "kill", {"node": 1})

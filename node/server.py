@@ -351,7 +351,7 @@ class NodeServer:
             self.emit("node_started", {
                 "pid": os.getpid(), "protocol": cfg.protocol, "peer_type": cfg.peer_type.value,
                 "last_zxid": st.last_zxid, "accepted_epoch": st.accepted_epoch,
-                "current_epoch": st.current_epoch,
+                "current_epoch": st.current_epoch, "finalize_wait_ms": cfg.finalize_wait,
                 "election_port": cfg.me.election_port, "quorum_port": cfg.me.quorum_port,
                 "client_port": client[1] if client else None,
             })

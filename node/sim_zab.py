@@ -167,7 +167,7 @@ class ZabSim(Simulator):
             "pid": pid, "protocol": self.protocol,
             "peer_type": "observer" if sid in self.verifier.observers else "participant",
             "last_zxid": log.last_zxid, "accepted_epoch": log.accepted_epoch,
-            "current_epoch": log.current_epoch})
+            "current_epoch": log.current_epoch, "finalize_wait_ms": self._core_args["finalize_wait"]})
         self._start_election(node, "start")
 
     def halt(self, sid: int, graceful: bool) -> None:

@@ -22,6 +22,13 @@ core's answer to it. From those events this check replays the seed's loop:
 * **proposal change**: inside one round the proposal changes only to the vote
   of the notification just received, which must be of the same round, from a
   voter, and beat the old proposal.
+* **finalize wait**: once a quorum backs its proposal (``quorum_reached``) the
+  node polls its queue for ``finalizeWait`` (``node_started.finalize_wait_ms``)
+  and decides only when that poll comes back empty: a quorum-path decision
+  comes no sooner than finalizeWait after the last ``quorum_reached`` (on the
+  node's own clock: a timer never fires early), and no notification it
+  consumes meanwhile beats the proposal (a better one is put back and the
+  loop goes on: ``finalize_abandoned``).
 
 On ZooKeeper (``zk_vote_rules``) the log shows each notification when it
 arrives, not when the election loop takes it from its queue, so "the
@@ -29,7 +36,7 @@ notification just received" is replaced by any LOOKING notification from a
 voter the server received since its process started: a round jump or a
 proposal change is broken only when none of them allows it. The clock rule
 needs the round of each decision, which ZooKeeper's log does not give; it is
-not judged there.
+not judged there, nor is the finalize wait (its log shows no quorum_reached).
 
 Only LOOKING notifications to voters count: the answer to an observer carries
 the node's last *decided* vote (WorkerReceiver), not its proposal. An
@@ -61,11 +68,13 @@ class _Election:
     prop: VoteT | None
     last_received: NodeEvent | None = None
     suppressed: bool = False
+    quorum_at: NodeEvent | None = None     # the last quorum_reached: the finalize wait runs from it
 
 
 @dataclass(slots=True)
 class _Node:
     decided_round: int | None = None      # round of this process's last decision
+    finalize_wait: float | None = None    # ms, as the process said at its start
     election: _Election | None = None
     # superset mode: round -> the LOOKING votes of voters received since the start (seq, vote)
     received: dict[int, list[tuple[int, VoteT]]] = field(default_factory=dict)
@@ -133,6 +142,7 @@ class _Rules:
                 node.received.setdefault(rnd, []).append((r.seq, v))
         if r.event == "node_started":
             node.decided_round, node.election = None, None
+            node.finalize_wait = as_int(r.get("finalize_wait_ms"))
         elif r.event == "election_started":
             clock = as_int(r.get("logical_clock"))
             init = _vote(r.get("vote"))
@@ -147,8 +157,16 @@ class _Rules:
         elif r.event == "election_finished":
             node.decided_round = as_int(r.get("round"))
             node.election = None
+            if e is not None and not self.superset and r.get("path") == "quorum":
+                return self.finalized(node, e, r)
         elif e is None:
             return None
+        elif r.event == "quorum_reached":
+            e.quorum_at = r
+        elif r.event == "finalize_abandoned":
+            e.quorum_at = None
+        elif r.event == "notification_ignored" and r.get("reason") == "consumed during finalize wait":
+            return None if self.superset else self.consumed(e, r)
         elif r.event == "notifications_suppressed":
             # echoes with non-voters have their own budget and are not replayed
             e.suppressed = e.suppressed or any(as_int(r.get(k)) for k in ("sent", "received", "other"))
@@ -246,6 +264,30 @@ class _Rules:
                                      f"{_fmt(vote)}, which none of the {len(of_round)} LOOKING vote(s) of that round "
                                      "it had received proposes", (e.start.seq, r.seq))
         return None
+
+    def finalized(self, node: _Node, e: _Election, r: NodeEvent) -> Finding | None:
+        """A quorum-path decision waited finalizeWait after its quorum_reached."""
+        q, wait = e.quorum_at, node.finalize_wait
+        if q is None or wait is None or q.node_ts is None or r.node_ts is None:
+            return None  # no quorum_reached in the log (capped, or an older node): not judged
+        waited = (r.node_ts - q.node_ts) * 1000.0
+        if waited >= wait - 1.0:  # node_ts has µs resolution
+            return None
+        return self.broken(e, r, f"node {r.sid} decided {r.get('leader')} by the quorum path {waited:.0f} ms after "
+                                 f"its quorum_reached (seq {q.seq}); lookForLeader decides only after a poll of "
+                                 f"finalizeWait = {wait:.0f} ms comes back empty", (q.seq, r.seq))
+
+    def consumed(self, e: _Election, r: NodeEvent) -> Finding | None:
+        """A notification the finalize wait consumed did not beat the proposal."""
+        n = e.last_received
+        if n is None or as_int(n.get("from")) != as_int(r.get("from")) or e.prop is None:
+            return None
+        nvote = _vote(n.data)
+        if nvote is None or not self.beats(nvote, e.prop):
+            return None
+        return self.broken(e, r, f"node {r.sid} consumed node {n.get('from')}'s vote {_fmt(nvote)} during its "
+                                 f"finalize wait although it beats its proposal {_fmt(e.prop)}: lookForLeader puts "
+                                 "a better vote back and goes on electing", (n.seq, r.seq))
 
     def broken(self, e: _Election, r: NodeEvent, message: str, where: tuple[int, ...]) -> Finding | None:
         if self.superset and r.sid not in self.complete:

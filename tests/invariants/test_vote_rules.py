@@ -197,3 +197,55 @@ def test_without_election_events_there_is_nothing_to_judge():
     b.election(3, b.voters, notifications=False)
     b.records = [r for r in b.records if getattr(r, "event", None) != "election_started"]
     assert judge(b).verdict == "unknown"
+
+
+def _finalizing(b: JournalBuilder) -> int:
+    """Node 1 (finalizeWait 200 ms) starts round 2, adopts 3's vote and reaches a quorum for it."""
+    b.ev(1, "node_started", pid=b.pid[1], protocol="3.8", peer_type="participant", last_zxid=Z1,
+         accepted_epoch=E1, current_epoch=E1, finalize_wait_ms=200)
+    start(b, 1, 2)
+    sent(b, 1, 1, 2)
+    got(b, 1, 3, 3, 2)
+    sent(b, 1, 3, 2)
+    got(b, 1, 2, 3, 2)
+    return b.ev(1, "quorum_reached", leader=3, logical_clock=2)
+
+
+def test_a_decision_after_the_finalize_wait_is_valid():
+    b = formed()
+    _finalizing(b)
+    b.advance(0.2)
+    finish(b, 1, 3, 2)
+    assert judge(b).verdict == "valid"
+
+
+def test_a_decision_before_the_finalize_wait_ran_out_is_invalid():
+    b = formed()
+    q = _finalizing(b)
+    b.advance(0.02)
+    f = finish(b, 1, 3, 2)
+    r = judge(b)
+    assert r.verdict == "invalid" and "20 ms after its quorum_reached" in r.message
+    assert r.evidence == (q, f)
+
+
+def test_consuming_a_better_vote_during_the_finalize_wait_is_invalid():
+    b = formed()
+    _finalizing(b)
+    b.advance(0.05)
+    better = got(b, 1, 2, 3, 2, zxid=Z2)  # node 3's vote with a longer history beats the proposal
+    b.ev(1, "notification_ignored", reason="consumed during finalize wait", **{"from": 2}, state="LOOKING", round=2)
+    r = judge(b)
+    assert r.verdict == "invalid" and "beats its proposal" in r.message
+    assert r.evidence[0] == better
+
+
+def test_consuming_a_worse_vote_during_the_finalize_wait_is_valid():
+    b = formed()
+    _finalizing(b)
+    b.advance(0.05)
+    got(b, 1, 2, 2, 2)  # node 2 proposing itself: sid 2 loses to 3 on equal epoch and zxid
+    b.ev(1, "notification_ignored", reason="consumed during finalize wait", **{"from": 2}, state="LOOKING", round=2)
+    b.advance(0.2)
+    finish(b, 1, 3, 2)
+    assert judge(b).verdict == "valid"

@@ -56,6 +56,20 @@ def test_a_core_with_an_inverted_tie_break_is_invalid_and_the_real_core_is_valid
     assert "leader_validity" in bad.invalid
 
 
+def test_a_zab_rule_broken_in_the_real_nodes_roles_breaks_the_simulation_too(monkeypatch):
+    """The simulator drives the real node's Zab roles (node.zab_roles), so a wrong
+    epoch rule there — a leader proposing an epoch its learners already accepted —
+    is wrong in `chaos sim` as well: those learners' ACKEPOCHs do not count, and no
+    leader ever establishes an epoch."""
+    import node.zab_roles as roles
+    plan = load_plan(str(PLANS / "leader_kill.yaml"))
+    assert run_sim(plan, 3).verdict == Verdict.VALID.value
+    monkeypatch.setattr(roles, "epoch_to_propose", lambda own, others: max([own, *others]))
+    bad = run_sim(plan, 3)
+    assert bad.verdict == Verdict.INVALID.value
+    assert "convergence" in bad.invalid  # no epoch after the kill is ever established
+
+
 def _write(tmp_path: Path, name: str, text: str) -> Path:
     p = tmp_path / f"{name}.yaml"
     p.write_text(text)

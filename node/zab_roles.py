@@ -346,6 +346,7 @@ class LeaderRole(_Role):
                 return
             self.epoch = epoch_to_propose(log.accepted_epoch, [l.accepted_epoch for l in self._voters()])
             log.set_accepted_epoch(self.epoch)
+            self._emit("epoch_accepted", epoch=self.epoch, leader=me)
             self.phase_since = now
             for l in list(self.learners.values()):
                 self._leaderinfo(now, l)
@@ -590,6 +591,7 @@ class LearnerRole(_Role):
                 return
             if action is EpochAction.STORE_AND_ACK:
                 log.set_accepted_epoch(msg.epoch)
+                self._emit("epoch_accepted", epoch=msg.epoch, leader=self.leader)
                 self._out.append(Send(self.conn, AckEpoch(log.current_epoch, log.last_zxid)))
             else:
                 self._out.append(Send(self.conn, AckEpoch(-1, log.last_zxid)))

@@ -34,6 +34,7 @@ The checks, one module per concern:
                leader_validity, no_committed_txn_lost
   logs         log_agreement: the txn logs share one history
   eligibility  leader_eligibility: no weight-0 or observer leader
+  epochs       epoch_promises: acceptedEpoch and currentEpoch never go down
   cost         election_cost: rounds, notifications, duration per election
   votes        vote_backing: every decision backed by the votes it received
   rules        vote_rules: clock and proposal move only as lookForLeader moves them
@@ -55,6 +56,7 @@ from .core import (DEFAULT_CONVERGENCE_S, INVALID, INVARIANTS, UNKNOWN, VALID, C
 from .election import convergence, leader_validity, no_committed_txn_lost, out_of_election_join, single_leader
 from .logs import log_agreement
 from .eligibility import leader_eligibility
+from .epochs import epoch_promises
 from .cost import election_cost
 from .votes import vote_backing
 from .rules import vote_rules, zk_vote_rules
@@ -67,7 +69,7 @@ __all__ = [
     "InvariantResult", "Verdict", "VALID", "INVALID", "UNKNOWN", "DEFAULT_CONVERGENCE_S", "NodeView",
     "Voters", "Context", "Finding", "Check", "Invariant", "INVARIANTS", "invariant",
     "single_leader", "convergence", "out_of_election_join", "leader_validity", "no_committed_txn_lost",
-    "log_agreement", "leader_eligibility", "election_cost", "vote_backing", "vote_rules", "leader_lease",
+    "log_agreement", "leader_eligibility", "epoch_promises", "election_cost", "vote_backing", "vote_rules", "leader_lease",
     "interposition", "check_all", "overall", "setup_failure", "Judgement", "judge_run", "zk_no_committed_txn_lost", "zk_log_agreement",
     "zk_vote_backing", "zk_leader_validity", "zk_out_of_election_join", "zk_vote_rules",
 ]

@@ -80,6 +80,7 @@ _INVARIANT_PARAMS: dict[str, dict[str, Any]] = {
     "no_committed_txn_lost": {},
     "log_agreement": {},
     "leader_eligibility": {},
+    "epoch_promises": {},
     "election_cost": {"max_rounds": {"type": "integer", "minimum": 1},
                       "max_notifications": {"type": "integer", "minimum": 1},
                       "max_ms": _DUR},

@@ -23,7 +23,7 @@ REQUIRED_PLANS = {"leader_kill", "follower_restart", "leader_isolated", "minorit
                   "followers_frozen", "observers_outnumber_voters", "garbage_notifications"}
 # Plans whose point is to differ from the nightly defaults, and how.
 LONG_PLANS = {"nemesis_one_minute": 90}          # a minute of faults; its wall time is ~65 s
-NO_TXN_PLANS = {"epoch_tie_without_txns"}         # txn_interval 0: equal zxids
+NO_TXN_PLANS = {"epoch_tie_without_txns", "promise_to_a_failed_leader"}   # txn_interval 0: equal zxids
 
 
 def test_required_plans_exist():

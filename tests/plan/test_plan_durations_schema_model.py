@@ -124,6 +124,7 @@ steps:
                                   {"name": "no_committed_txn_lost", "params": {}},
                                   {"name": "log_agreement", "params": {}},
                                   {"name": "leader_eligibility", "params": {}},
+                                  {"name": "epoch_promises", "params": {}},
                                   {"name": "election_cost", "params": {}},
                                   {"name": "vote_backing", "params": {}},
                                   {"name": "vote_rules", "params": {}},
@@ -141,7 +142,7 @@ def test_default_invariants_are_all_of_them():
     assert [i.name for i in plan.invariants] == ["single_leader", "convergence",
                                                  "out_of_election_join", "leader_validity",
                                                  "no_committed_txn_lost", "log_agreement",
-                                                 "leader_eligibility", "election_cost", "vote_backing", "vote_rules", "leader_lease", "interposition"]
+                                                 "leader_eligibility", "epoch_promises", "election_cost", "vote_backing", "vote_rules", "leader_lease", "interposition"]
     assert plan.invariant("convergence").params["within"] == 15.0
     assert FrozenDict({"a": 1}) == {"a": 1}
 
@@ -151,4 +152,4 @@ def test_invariant_can_be_switched_off():
                       "invariants: {single_leader: {}, convergence: false}\nsteps: [{wait: stable}]\n")
     assert [i.name for i in plan.invariants] == [
         "single_leader", "out_of_election_join", "leader_validity", "no_committed_txn_lost", "log_agreement",
-        "leader_eligibility", "election_cost", "vote_backing", "vote_rules", "leader_lease", "interposition"]
+        "leader_eligibility", "epoch_promises", "election_cost", "vote_backing", "vote_rules", "leader_lease", "interposition"]

@@ -38,7 +38,6 @@ from zkrules.vote import Notification, ServerState
 
 from .fle import Decided, Effect, EventOut, FastLeaderElection, Send, StateChanged
 from .sim import LinkFault, LinkKey, SimNode, Simulator
-from .zab_core import Message
 from .zab_roles import (REASON_STOPPED, Close, Dial, Emit, Ended, Established, LeaderRole, LearnerRole, Role,
                         ZabTiming)
 from .zab_roles import Send as ZabSend
@@ -487,8 +486,3 @@ class ZabSim(Simulator):
     def _on_tick(self) -> None:
         """The base simulator's periodic tick drives its own minimal Zab; the roles
         here wake at their own deadlines instead (``_schedule_wake``)."""
-
-    def send_raw(self, cid: int, src: int, msg: Message) -> None:
-        """Put `msg` on connection `cid` as if `src`'s role had sent it (tests)."""
-        c = self._conns[cid]
-        self._zsend(c, src, "msg", msg)

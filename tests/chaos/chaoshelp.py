@@ -4,6 +4,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import psutil
@@ -27,6 +28,28 @@ def chaos_cmd(*args: str) -> list[str]:
 def run_chaos(*args: str, timeout: float = 600, cwd: Path = ROOT) -> subprocess.CompletedProcess:
     return subprocess.run(chaos_cmd(*args), cwd=cwd, env=chaos_env(), capture_output=True,
                           text=True, timeout=timeout)
+
+
+def start_run_until(tmp_path: Path, name: str, plan_text: str, marker: str, what: str,
+                    timeout: float = 120) -> tuple[subprocess.Popen, Path]:
+    """Start `chaos run` on `plan_text` in its own process group (so a signal can go to
+    the whole group, as a terminal's ^C does) and return once its journal shows `marker`."""
+    plan = tmp_path / f"{name}.yaml"
+    plan.write_text(plan_text)
+    out = tmp_path / "run"
+    proc = subprocess.Popen(chaos_cmd("run", str(plan), "--out", str(out)), cwd=ROOT, env=chaos_env(),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        jl = out / "journal.jsonl"
+        if jl.exists() and marker in jl.read_text():
+            return proc, out
+        if proc.poll() is not None:
+            break
+        time.sleep(0.2)
+    proc.kill()
+    pytest.fail(f"the run never {what}: {proc.communicate()}")
 
 
 def procs_mentioning(text: str) -> list[psutil.Process]:

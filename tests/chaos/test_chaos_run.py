@@ -14,7 +14,7 @@ import pytest
 
 from chaos.invariants import INVARIANTS
 
-from chaoshelp import (PLANS, ROOT, chaos_cmd, chaos_env, needs_node, needs_toxiproxy,
+from chaoshelp import (PLANS, ROOT, needs_node, needs_toxiproxy, start_run_until,
                        procs_mentioning, run_chaos)
 
 pytestmark = [needs_node, needs_toxiproxy]
@@ -141,23 +141,7 @@ steps:
 
 
 def _start_long_run(tmp_path: Path) -> tuple[subprocess.Popen, Path]:
-    plan = tmp_path / "long_sleep.yaml"
-    plan.write_text(LONG_PLAN)
-    out = tmp_path / "run"
-    # its own process group, so a signal can go to the whole group as a terminal's ^C does
-    proc = subprocess.Popen(chaos_cmd("run", str(plan), "--out", str(out)), cwd=ROOT, env=chaos_env(),
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        jl = out / "journal.jsonl"
-        if jl.exists() and '"step":"steps[3]"' in jl.read_text():
-            return proc, out
-        if proc.poll() is not None:
-            break
-        time.sleep(0.2)
-    proc.kill()
-    pytest.fail(f"the run never reached its sleep: {proc.communicate()}")
+    return start_run_until(tmp_path, "long_sleep", LONG_PLAN, '"step":"steps[3]"', "reached its sleep")
 
 
 def _ours(out: Path, pid: int) -> list[psutil.Process]:

@@ -14,7 +14,8 @@ import pytest
 
 from chaos import lazyfs
 
-from chaoshelp import PLANS, ROOT, chaos_cmd, chaos_env, needs_node, needs_toxiproxy, procs_mentioning, run_chaos
+from chaoshelp import (PLANS, needs_node, needs_toxiproxy, procs_mentioning, run_chaos,
+                       start_run_until)
 
 MISSING = lazyfs.missing_requirements()
 pytestmark = [needs_node, needs_toxiproxy, pytest.mark.skipif(MISSING is not None, reason=str(MISSING))]
@@ -80,22 +81,7 @@ steps:
 
 
 def _start_cut_run(tmp_path: Path) -> tuple[subprocess.Popen, Path]:
-    plan = tmp_path / "long_power_cut.yaml"
-    plan.write_text(POWER_PLAN)
-    out = tmp_path / "run"
-    proc = subprocess.Popen(chaos_cmd("run", str(plan), "--out", str(out)), cwd=ROOT, env=chaos_env(),
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        jl = out / "journal.jsonl"
-        if jl.exists() and '"type":"unsynced_lost"' in jl.read_text():
-            return proc, out
-        if proc.poll() is not None:
-            break
-        time.sleep(0.2)
-    proc.kill()
-    pytest.fail(f"the run never cut the power: {proc.communicate()}")
+    return start_run_until(tmp_path, "long_power_cut", POWER_PLAN, '"type":"unsynced_lost"', "cut the power")
 
 
 @pytest.mark.slow

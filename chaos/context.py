@@ -46,6 +46,7 @@ class RunContext:
     clock: Callable[[], float] = time.monotonic
     sleep: Callable[[float], None] = time.sleep
     after_step: Callable[[], None] = lambda: None
+    wire: Any = None                    # chaos.wirecut.WireCuts when the plan reboots nodes
 
     # ------------------------------------------------------------------ journal
     def record(self, cls: type[Record], **fields: Any) -> Record:

@@ -235,6 +235,7 @@ class Runner:
         target.write_configs()
         if plan.uses("power_loss"):
             self._lazy_disks(stack, target)
+        wire = self._wire_cuts(stack, sids, net, real_ports, listen) if plan.uses("reboot") else None
         observer = Observer(journal, target.endpoints(), running=target.is_running, on_change=self._on_status,
                             hosts=getattr(target, "hosts", dict)(), poll=getattr(target, "poll_status", None),
                             parse_line=getattr(target, "parse_event_line", None))
@@ -246,7 +247,7 @@ class Runner:
         self.ctx = RunContext(plan=plan, rng=random.Random(self.seed), journal=journal, target=target,
                               links=links, observer=observer, ledger=ledger, progress=self.progress,
                               t_end=self.progress.t0 + self.time_limit, time_limit=self.time_limit,
-                              replay=self.replay_table, after_step=self.check_safety)
+                              replay=self.replay_table, after_step=self.check_safety, wire=wire)
         journal.record(RunStarted, seed=self.seed, command=cmd)
         observer.start()
         target.start_all()
@@ -297,6 +298,25 @@ class Runner:
             target.mount_disks(self.run_id)
         except lazyfs.LazyFsError as e:
             raise SetupFailure(str(e)) from None
+
+    def _wire_cuts(self, stack: contextlib.ExitStack, sids: list[int], net: Any,
+                   real_ports: Mapping[int, Mapping[str, int]], listen: Mapping[tuple[int, int, str], int]) -> Any:
+        """The plan reboots nodes: rules in the run's nft table cut their wires
+        (:mod:`chaos.wirecut`); lifted, and the table dropped when it is ours,
+        before the namespaces go (registered after them, so it unwinds first)."""
+        from chaos import wirecut
+        problem = wirecut.missing_requirements()
+        if problem:
+            raise SetupFailure(problem)
+        wire = wirecut.WireCuts(self.run_id, wirecut.wires_for(sids, net=net.net if net is not None else None,
+                                                              real_ports=real_ports, listen_ports=listen),
+                                own_table=net is None)
+        self._undo(stack, "wire cuts", wire.close)
+        try:
+            wire.open()
+        except wirecut.WireCutError as e:
+            raise SetupFailure(str(e)) from None
+        return wire
 
     def _netns(self, stack: contextlib.ExitStack, sids: list[int]) -> Any:
         """A namespace per node (:mod:`chaos.netns`); removed after the nodes

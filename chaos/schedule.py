@@ -47,7 +47,7 @@ _ROLES = frozenset(r.value for r in Role)
 _PORTS = ("election", "quorum")
 # Unit ids; a toxic's or a partition's is also its name in the written plan.
 _UNIT_PREFIX = {"toxic": "t", "partition": "p", "kill": "k", "stop": "s", "pause": "z", "restart": "r",
-                "silent_death": "d", "power_loss": "w"}
+                "silent_death": "d", "power_loss": "w", "reboot": "b"}
 
 
 _MISMATCH = "NOT AS RUN:"
@@ -326,12 +326,14 @@ class _Builder:
         self.undone_here = set()
         before = len(self.steps)
         handled = {"wait": self.wait, "sleep": self.sleep, "restart": self.restart, "start": self.start,
-                   "snapshot": self.snapshot, "silent_death": self.silent_death}.get(kind)
+                   "snapshot": self.snapshot, "silent_death": self.silent_death, "reboot": self.reboot}.get(kind)
         if handled is not None:
             handled(ran, model, comment)
         # kill/stop/restart/start end a pause (journaled as undone) rather than undo it.
         ends_only = kind in ("kill", "stop", "restart", "start", "silent_death", "power_loss")
         for f in ran.faults:
+            if kind == "reboot":
+                break   # cut, kill, lift and start: the reboot step itself
             if f.phase == "undone" and ends_only:
                 continue
             if f.phase == "requested" and kind == "silent_death":
@@ -449,6 +451,17 @@ class _Builder:
                     self.unit_of[f.fault_id] = (unit, "silent_death", {"sid": sid})
             self.down[sid] = unit
             self.emit("silent_death", sid, bind_as=unit, comment=comment, unit=unit, role=StepRole.FAULT,
+                      source=ran.path)
+
+    def reboot(self, ran: _Ran, model: Mapping[str, Any], comment: str) -> None:
+        """A fault that undoes itself within its step (the node is back when it
+        ends): one unit per node, which a shrink keeps or drops whole."""
+        down_ms = ran.resolved.get("down_ms")
+        for sid in _sids(ran.resolved.get("target")):
+            value: Any = sid
+            if isinstance(down_ms, (int, float)) and down_ms > 0:
+                value = {"node": sid, "down": format_duration(down_ms / 1000)}
+            self.emit("reboot", value, comment=comment, unit=self.new_unit("reboot"), role=StepRole.FAULT,
                       source=ran.path)
 
     def merge(self, unit: str, into: str) -> None:

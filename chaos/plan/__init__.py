@@ -13,7 +13,7 @@ from .model import (
     NodeStep, Partition, PartitionKind, PartitionSpec, Plan, Port, Repeat, Role, Selector,
     SelectorKind, Sleep, Step, ToxicAdd, ToxicRemove, Wait, WaitCondition, iter_steps, step_kind,
 )
-from .model import NEMESIS_FAULTS, Nemesis, Restart, SilentDeath, Snapshot, Start
+from .model import NEMESIS_FAULTS, Nemesis, Reboot, Restart, SilentDeath, Snapshot, Start
 from .parse import Scope, StepContext, check_plan, load_plan, parse_plan
 from .partitions import CompiledPartition, PartitionError, compile_partition, majority
 from .schema import PLAN_SCHEMA, schema_json
@@ -29,5 +29,5 @@ __all__ = [
     "Partition", "PartitionSpec", "PartitionKind", "Heal", "Sleep", "Repeat", "Choice",
     "Selector", "SelectorKind", "Role", "LinkSelector", "Port", "Direction", "WaitCondition",
     "NodeState", "FrozenDict", "iter_steps", "INVARIANT_NAMES", "PLAN_TOXIC_TYPES",
-    "PLAN_FAULT_TYPES", "Restart", "SilentDeath", "Start", "Snapshot", "Nemesis", "NEMESIS_FAULTS",
+    "PLAN_FAULT_TYPES", "Reboot", "Restart", "SilentDeath", "Start", "Snapshot", "Nemesis", "NEMESIS_FAULTS",
 ]

@@ -36,7 +36,7 @@ __all__ = [
     "Step", "STEP_TYPES", "STEP_KINDS", "step_kind", "Wait", "NodeStep", "NODE_STEP_KINDS",
     "ToxicAdd", "ToxicRemove", "PartitionKind", "PartitionSpec", "Partition", "Heal",
     "Sleep", "Repeat", "Choice", "Plan", "iter_steps", "INVARIANT_NAMES",
-    "Restart", "SilentDeath", "Start", "Snapshot", "PowerLoss", "Nemesis", "NEMESIS_FAULTS",
+    "Restart", "Reboot", "SilentDeath", "Start", "Snapshot", "PowerLoss", "Nemesis", "NEMESIS_FAULTS",
     "PLAN_TOXIC_TYPES", "PLAN_FAULT_TYPES", "SERVER_ONLY_TOXICS", "DEFAULT_WAIT_TIMEOUT_S",
 ]
 
@@ -1036,6 +1036,59 @@ class SilentDeath(Step):
 
     def to_json(self) -> dict[str, Any]:
         return {**self._head(), "target": self.target.to_json(), "as": self.bind_as}
+
+
+@step_kind("reboot")
+@dataclass(frozen=True, slots=True)
+class Reboot(Step):
+    """`reboot: SEL` or `reboot: {node: SEL, down: 2s}`: the node's host
+    crashes and comes back. Its wire is cut below the proxy (nftables drops
+    every packet of it, `chaos.wirecut`), the process is SIGKILLed behind the
+    cut, so no FIN or RST reaches anyone, and after `down` (default 1s) the
+    wire is restored and the node starts again with its dataDir. Peers'
+    connections to the old process stay half-open until they write into one
+    (ZooKeeper-453: a peer that kept such a connection never called the
+    rebooted node back). Needs nftables and root. `as:` names the nodes."""
+
+    target: Selector
+    down_s: float = 1.0
+    bind_as: str | None = None
+    path: str = ""
+    label: str = ""
+
+    binds = "nodes"
+    schema = {
+        "anyOf": [_SELECTOR,
+                  {"type": "object", "properties": {"node": _SELECTOR, "down": _DURATION},
+                   "additionalProperties": False}],   # `node` missing: parse says so
+        "x-expected": _SELECTOR_EXPECTED + ", or {node: SELECTOR, down: DURATION}",
+    }
+
+    @classmethod
+    def parse(cls, kind: str, value: Any, ctx: "StepContext") -> "Reboot | None":
+        if not isinstance(value, dict):
+            target = _node_target(value, ctx)
+            return None if target is None else cls(target, 1.0, ctx.bind_as, ctx.step_path, ctx.label)
+        if "node" not in value:
+            ctx.err(ctx.path, "reboot {down: ...} needs node: the node whose host crashes")
+        target = ctx.selector(value.get("node"), ctx.path + ("node",)) if "node" in value else None
+        ctx.scope.has_target = True
+        if ctx.bind_as:
+            ctx.scope.bind(ctx.bind_as)
+        down = ctx.duration_s(value.get("down"), ctx.path + ("down",), 1.0)
+        if "down" in value:
+            ctx.within_time_limit(down, ctx.path + ("down",), "reboot down time")
+            if down <= 0:
+                ctx.err(ctx.path + ("down",), "down must be positive: the host is off for a while")
+        if target is None:
+            return None
+        return cls(target, down, ctx.bind_as, ctx.step_path, ctx.label)
+
+    def describe(self) -> str:
+        return f"reboot {self.target} (down {format_duration(self.down_s)})"
+
+    def to_json(self) -> dict[str, Any]:
+        return {**self._head(), "target": self.target.to_json(), "down_s": self.down_s, "as": self.bind_as}
 
 
 @step_kind("start")

@@ -30,6 +30,9 @@ NOT_SIMULATED: dict[str, str] = {
     "power_loss": "power_loss drops the writes a node has not fsync'ed; the simulated txn log is "
                   "durable the moment it is appended (it has no page cache), so there the step would "
                   "be a plain kill and prove nothing a power cut tests",
+    "reboot": "reboot leaves the peers' connections to the dead process half-open across its restart; "
+              "the simulated network has no kernel below the proxy and ends a killed node's links at "
+              "both ends, so there the step would be a plain kill and restart",
 }
 """Step kinds left out on purpose, with the reason the skip message gives."""
 

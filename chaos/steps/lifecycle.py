@@ -1,4 +1,4 @@
-"""Steps on a node's life beyond kill and restart: start, snapshot, silent_death.
+"""Steps on a node's life beyond kill and restart: start, snapshot, silent_death, reboot.
 
 ``start`` brings up a node that is not running (one the ensemble's ``start:``
 left out, or one killed or stopped), and refuses a running one.
@@ -17,6 +17,12 @@ one sends nothing. The undo — ``heal``, or the end of the steps — kills the
 process (if it is still the frozen one) and then lifts the black hole, so the
 peers' connections end only then, and the node stays down until a
 ``restart`` (which ends a silent death first) or a ``start``.
+
+``reboot`` is one fault per node, kind ``reboot``, made and undone inside the
+step: the node's wire is cut in the kernel (:mod:`chaos.wirecut`), the
+process killed behind it, and after ``down`` the cut is lifted (the undo) and
+the node started. Unlike a silent death's heal, lifting the cut closes
+nothing: the peers' connections to the dead process stay half-open.
 """
 from __future__ import annotations
 
@@ -26,9 +32,10 @@ from chaos.context import RunContext
 from chaos.links import PORTS
 from chaos.steps import StepScope, handles
 
-__all__ = ["silent_death_of", "end_silent_death"]
+__all__ = ["silent_death_of", "end_silent_death", "REBOOT"]
 
 SILENT_DEATH = "silent_death"
+REBOOT = "reboot"
 
 
 @handles("start")
@@ -116,4 +123,42 @@ def silent_death(step: Any, ctx: RunContext, scope: StepScope) -> None:
             return lambda: undo(fid)
 
         ctx.ledger.apply(SILENT_DEATH, target, do, links=links, name=name)
+    ctx.bind(step.bind_as, sids)
+
+
+@handles("reboot")
+def reboot(step: Any, ctx: RunContext, scope: StepScope) -> None:
+    sids = scope.target(step.target)
+    scope.resolved["down_ms"] = round(step.down_s * 1000)
+    scope.begin()
+    wire = ctx.wire
+    if wire is None:   # the runner makes one for every plan that reboots
+        raise scope.fail("this run has no wire cutter (chaos.wirecut)")
+    for sid in sids:
+        if not ctx.target.is_running(sid):
+            raise scope.fail(f"node {sid} is not running")
+        if silent_death_of(ctx, sid) is not None:
+            raise scope.fail(f"node {sid} is silently dead; a reboot needs a running node")
+    fids = []
+    for sid in sids:
+        def do(fid: str, sid: int = sid) -> Any:
+            try:
+                wire.cut(sid)
+                paused = ctx.ledger.find("pause", lambda f: f.target.get("sid") == sid)
+                if paused is not None:
+                    ctx.ledger.forget(paused.fault_id, sid=sid, by=REBOOT)
+                ctx.target.kill(sid)    # its FINs die at the cut
+                wire.forget(sid)        # and its kernel's sockets with them, as a reboot's would
+            except BaseException:
+                ctx.ledger.adopt(fid, REBOOT, {"sid": sid}, lambda: wire.lift(sid))
+                raise
+            return lambda: wire.lift(sid)
+        fids.append(ctx.ledger.apply(REBOOT, {"sid": sid, "down_ms": scope.resolved["down_ms"]}, do))
+    end = ctx.clock() + min(step.down_s, max(0.0, ctx.deadline_left()))
+    while (left := end - ctx.clock()) > 0:
+        ctx.sleep(min(left, 0.25))
+        ctx.progress.status()
+    for fid, sid in zip(fids, sids):
+        ctx.ledger.undo(fid, sid=sid)   # the wire back; half-open connections stay
+        ctx.target.start(sid)
     ctx.bind(step.bind_as, sids)

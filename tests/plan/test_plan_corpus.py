@@ -23,7 +23,8 @@ REQUIRED_PLANS = {"leader_kill", "follower_restart", "leader_isolated", "minorit
                   "followers_frozen", "observers_outnumber_voters", "garbage_notifications"}
 # Plans whose point is to differ from the nightly defaults, and how.
 LONG_PLANS = {"nemesis_one_minute": 90}          # a minute of faults; its wall time is ~65 s
-NO_TXN_PLANS = {"epoch_tie_without_txns", "promise_to_a_failed_leader"}   # txn_interval 0: equal zxids
+NO_TXN_PLANS = {"epoch_tie_without_txns", "promise_to_a_failed_leader",   # txn_interval 0: equal zxids
+                "lost_vote_after_heal"}
 
 
 def test_required_plans_exist():
@@ -120,5 +121,9 @@ def test_the_hunting_plans_use_what_they_are_about():
     tie = load_plan(ROOT / "plans" / "epoch_tie_without_txns.yaml")
     assert tie.ensemble.txn_interval_ms == 0 and {"snapshot", "restart"} <= kinds(tie.name)
     assert any(getattr(s, "snapshot", None) for s in iter_steps(tie.steps))
+    assert "reboot" in kinds("reboot_half_open_links")
+    weights = load_plan(ROOT / "plans" / "zero_weight_largest_sid.yaml").ensemble
+    assert [s for s in weights.sids if weights.weights[s] == 0] == [max(weights.sids)], \
+        "the zero-weight voter has the largest sid"
     staggered = load_plan(ROOT / "plans" / "staggered_start.yaml")
     assert staggered.ensemble.start and "start" in kinds(staggered.name)

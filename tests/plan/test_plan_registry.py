@@ -40,6 +40,7 @@ EXAMPLES = {
     "repeat": ("{repeat: {times: 3, steps: [{sleep: 1s}]}}", "repeat 3x"),
     "choice": ("{choice: {steps: [[{sleep: 1s}], [{kill: any}]]}}", "choice of 2"),
     "silent_death": ("{silent_death: follower, as: ghost}", "silent_death follower"),
+    "reboot": ("{reboot: {node: 1, down: 2s}, as: host}", "reboot 1 (down 2s)"),
     "start": ("{start: ghost}", "start ghost"),
     "snapshot": ("{snapshot: {node: ghost, as: old}}", "snapshot ghost as old"),
     "power_loss": ("{power_loss: [leader, 2], as: dark}", "power_loss leader, 2"),
@@ -65,7 +66,7 @@ def test_step_kinds_schema_and_dispatch_all_come_from_the_registry():
     assert STEP_KINDS == tuple(STEP_TYPES)
     assert STEP_KINDS == ("wait", "pick", "kill", "pause", "resume", "stop", "restart", "toxic",
                           "untoxic", "partition", "heal", "sleep", "repeat", "choice",
-                          "silent_death", "start", "snapshot", "power_loss", "inject", "nemesis")
+                          "silent_death", "reboot", "start", "snapshot", "power_loss", "inject", "nemesis")
     defs = PLAN_SCHEMA["$defs"]
     assert [k for k in defs if k.startswith("step_")] == [f"step_{k}" for k in STEP_KINDS]
     for kind, cls in STEP_TYPES.items():
@@ -105,7 +106,7 @@ def test_node_steps_are_one_class_for_six_kinds():
 def test_as_is_refused_where_the_class_does_not_bind():
     assert _issues("{sleep: 1s, as: x}") == ["steps[0].as: unknown key 'as'"]
     assert [k for k, c in STEP_TYPES.items() if c.binds] == [*NODE_STEP_KINDS, "partition",
-                                                             "silent_death", "start", "power_loss"]
+                                                             "silent_death", "reboot", "start", "power_loss"]
 
 
 def test_nested_steps_are_children():
@@ -209,7 +210,7 @@ def test_a_new_step_kind_needs_only_its_class():
     assert got["long"] == ["n.yaml:5:10 steps[0].nap: nap 11s exceeds time_limit 10s"]
     assert got["as"] == ["n.yaml:5:19 steps[0].as: unknown key 'as'"]
     assert len(got["not_a_step"]) == 1 and got["not_a_step"][0].endswith(
-        "repeat, choice, silent_death, start, snapshot, power_loss, inject, nemesis, nap, got 'nap'")
+        "repeat, choice, silent_death, reboot, start, snapshot, power_loss, inject, nemesis, nap, got 'nap'")
 
 
 # --------------------------------------------------------------------------- toxic types

@@ -29,6 +29,15 @@ core's answer to it. From those events this check replays the seed's loop:
   node's own clock: a timer never fires early), and no notification it
   consumes meanwhile beats the proposal (a better one is put back and the
   loop goes on: ``finalize_abandoned``).
+* **same-round join** (3.8 nodes): a FOLLOWING/LEADING notification of the
+  node's own round goes into recvset, and when recvset then holds a quorum
+  for its vote (``Vote.equals``: a LOOKING vote must agree on every field, a
+  FOLLOWING/LEADING one on leader and peer epoch) and the leader's own
+  LEADING vote (checkLeader), lookForLeader follows that leader at once. The
+  replay keeps recvset as the loop does (a round jump clears it; a
+  notification the core logs as ignored never enters it), and the node's next
+  event must be that decision: ZOOKEEPER-3537 looked the leader up in
+  outofelection instead, and joined a notification later, or not at all.
 
 On ZooKeeper (``zk_vote_rules``) the log shows each notification when it
 arrives, not when the election loop takes it from its queue, so "the
@@ -50,7 +59,7 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 from chaos.records import NodeEvent, NotificationsCapped, Process
-from zkrules.vote import total_order_predicate
+from zkrules.vote import ServerState, Vote, total_order_predicate
 
 from .core import Context, Finding, as_int, invariant, target_invariant
 from .zk_votes import complete_sids
@@ -69,11 +78,29 @@ class _Election:
     last_received: NodeEvent | None = None
     suppressed: bool = False
     quorum_at: NodeEvent | None = None     # the last quorum_reached: the finalize wait runs from it
+    rclock: int = 0                        # the round recvset belongs to, as the loop moves it
+    recvset: dict[int, Vote] = field(default_factory=dict)
+    pending: "_Pending | None" = None      # the notification just received, not yet known ignored
+
+
+_LOOP_EVENTS = frozenset({"notification_received", "notification_sent", "notification_timeout", "quorum_reached",
+                          "election_started", "election_finished", "node_stopping", "node_started", "core_failed"})
+"""Events that show what the loop did after a notification; others (a
+connection opening, finalize_abandoned) leave the question open."""
+
+
+@dataclass(slots=True)
+class _Pending:
+    n: NodeEvent
+    vote: Vote | None                      # what enters recvset if the core does not ignore it
+    decisive: bool                         # the fixed rule follows its leader on it
+    deciding: bool = False                 # state_changed seen: election_finished must name that leader
 
 
 @dataclass(slots=True)
 class _Node:
     decided_round: int | None = None      # round of this process's last decision
+    protocol: str | None = None           # node_started.protocol ("3.8" | "3.4")
     finalize_wait: float | None = None    # ms, as the process said at its start
     election: _Election | None = None
     # superset mode: round -> the LOOKING votes of voters received since the start (seq, vote)
@@ -135,6 +162,10 @@ class _Rules:
 
     def event(self, node: _Node, r: NodeEvent) -> Finding | None:
         e = node.election
+        if e is not None and e.pending is not None and not self.superset:
+            found = self.settle(e, r)
+            if found is not None:
+                return found
         if (self.superset and r.event == "notification_received"    # whatever "my state" it was logged in
                 and r.get("state") == "LOOKING" and as_int(r.get("from")) in self.ctx.voters):
             rnd, v = as_int(r.get("round")), _vote(r.data)
@@ -143,10 +174,11 @@ class _Rules:
         if r.event == "node_started":
             node.decided_round, node.election = None, None
             node.finalize_wait = as_int(r.get("finalize_wait_ms"))
+            node.protocol = r.get("protocol") if isinstance(r.get("protocol"), str) else None
         elif r.event == "election_started":
             clock = as_int(r.get("logical_clock"))
             init = _vote(r.get("vote"))
-            node.election = _Election(r, clock or 0, init, init) if clock is not None else None
+            node.election = _Election(r, clock or 0, init, init, rclock=clock or 0) if clock is not None else None
             if node.election is not None:
                 self.tally.elections += 1
             if clock is not None and node.decided_round is not None and clock <= node.decided_round:
@@ -172,6 +204,8 @@ class _Rules:
             e.suppressed = e.suppressed or any(as_int(r.get(k)) for k in ("sent", "received", "other"))
         elif r.event == "notification_received":
             e.last_received = r
+            if not self.superset:
+                e.pending = self.received(node, e, r)
         elif r.event == "notification_sent" and r.get("state") == "LOOKING" and as_int(r.get("to")) in self.ctx.voters:
             if self.superset:
                 return self.sent_superset(r.sid or 0, e, r, node.received)
@@ -264,6 +298,64 @@ class _Rules:
                                      f"{_fmt(vote)}, which none of the {len(of_round)} LOOKING vote(s) of that round "
                                      "it had received proposes", (e.start.seq, r.seq))
         return None
+
+    def received(self, node: _Node, e: _Election, r: NodeEvent) -> _Pending | None:
+        """What the loop does with a notification it does not ignore: the
+        recvset entry, and whether the fixed same-round rule decides on it."""
+        frm, rnd, v = as_int(r.get("from")), as_int(r.get("round")), _vote(r.data)
+        try:
+            state = ServerState[str(r.get("state"))]
+        except KeyError:
+            return None
+        if frm is None or rnd is None or v is None:
+            return None
+        if state == ServerState.LOOKING:
+            return _Pending(r, Vote(v[0], v[1], rnd, v[2]), False)
+        if state not in (ServerState.FOLLOWING, ServerState.LEADING) or rnd != e.rclock:
+            return None   # outofelection only: not replayed
+        vote = Vote(v[0], v[1], rnd, v[2], state)
+        decisive = False
+        if node.protocol == "3.8" and frm in self.ctx.voters and v[0] in self.ctx.voters:
+            target = Vote(v[0], v[1], rnd, v[2], state, as_int(r.get("version")) or 0)
+            votes = {**e.recvset, frm: vote}
+            backers = {s for s, w in votes.items() if target.matches(w)}
+            leader = votes.get(v[0])
+            trusted = (v[0] == r.sid and e.rclock == rnd) or (
+                v[0] != r.sid and leader is not None and leader.state == ServerState.LEADING)
+            decisive = trusted and self.ctx.voters.is_quorum(backers)
+        return _Pending(r, vote, decisive)
+
+    def settle(self, e: _Election, r: NodeEvent) -> Finding | None:
+        """The event after a received notification tells what the loop did with it."""
+        p = e.pending
+        assert p is not None
+        frm = as_int(p.n.get("from"))
+        if r.event == "notification_ignored" and as_int(r.get("from")) == frm:
+            e.pending = None
+            return None
+        if p.decisive and r.event == "state_changed" and r.get("from") == "LOOKING":
+            p.deciding = True
+            return None
+        if p.decisive and r.event not in _LOOP_EVENTS:
+            return None   # not the loop's answer (finalize_abandoned comes before the decision)
+        e.pending = None
+        if p.vote is not None and frm is not None:
+            if p.vote.state == ServerState.LOOKING and p.vote.round > e.rclock:
+                e.rclock = p.vote.round
+                e.recvset.clear()
+            if p.vote.round == e.rclock:
+                e.recvset[frm] = p.vote
+        if not p.decisive or r.event in ("node_stopping", "node_started", "core_failed"):
+            return None
+        if r.event == "election_finished" and as_int(r.get("leader")) == p.vote.leader:  # type: ignore[union-attr]
+            return None
+        backers = sorted(s for s, w in e.recvset.items() if p.vote is not None and w.leader == p.vote.leader)
+        return self.broken(
+            e, r, f"node {r.sid} in round {e.rclock} received node {frm}'s {p.n.get('state')} notification for "
+                  f"leader {p.n.get('leader')} with a quorum for that vote in its round's votes (nodes "
+                  f"{', '.join(map(str, backers))}) and the leader's own LEADING vote, and did not follow it "
+                  f"(its next event: {r.event}); lookForLeader's same-round branch decides at once "
+                  "(checkLeader on recvset, ZOOKEEPER-3537)", (e.start.seq, p.n.seq, r.seq))
 
     def finalized(self, node: _Node, e: _Election, r: NodeEvent) -> Finding | None:
         """A quorum-path decision waited finalizeWait after its quorum_reached."""

@@ -249,3 +249,76 @@ def test_consuming_a_worse_vote_during_the_finalize_wait_is_valid():
     b.advance(0.2)
     finish(b, 1, 3, 2)
     assert judge(b).verdict == "valid"
+
+
+def _joining(b: JournalBuilder, *, protocol: str = "3.8", leader_epoch: int = E1) -> int:
+    """Node 1 in round 2 holds node 2's LOOKING vote for 3, then hears 3 LEADING in that round."""
+    b.ev(1, "node_started", pid=b.pid[1], protocol=protocol, peer_type="participant", last_zxid=Z1,
+         accepted_epoch=E1, current_epoch=E1, finalize_wait_ms=200)
+    start(b, 1, 2)
+    sent(b, 1, 1, 2)
+    got(b, 1, 1, 1, 2)
+    got(b, 1, 2, 3, 2)           # 3 beats 1: adopted
+    sent(b, 1, 3, 2)
+    return got(b, 1, 3, 3, 2, epoch=leader_epoch, state="LEADING")
+
+
+def _followed(b: JournalBuilder, leader: int = 3) -> None:
+    b.ev(1, "state_changed", **{"from": "LOOKING"}, to="FOLLOWING")
+    b.ev(1, "election_finished", leader=leader, zxid=Z1, peer_epoch=E1, round=2, duration_ms=30,
+         path="out_of_election", state="FOLLOWING", notifications_sent=2, notifications_received=3)
+
+
+def test_following_at_once_on_a_decisive_same_round_leading_vote_is_valid():
+    b = formed()
+    _joining(b)
+    _followed(b)
+    r = judge(b)
+    assert r.verdict == "valid", r.message
+
+
+def test_not_following_a_decisive_same_round_leading_vote_is_invalid():
+    """ZOOKEEPER-3537: the leader looked up in outofelection, where it is not yet."""
+    b = formed()
+    leading = _joining(b)
+    b.advance(0.4)
+    nxt = b.ev(1, "notification_timeout", next_timeout_ms=800, resent=True)
+    r = judge(b)
+    assert r.verdict == "invalid" and "did not follow it" in r.message and "nodes 2, 3" in r.message, r.message
+    assert r.evidence[1:] == (leading, nxt)
+
+
+def test_a_leading_vote_of_an_established_epoch_does_not_match_looking_votes():
+    """updateElectionVote refreshed the leader's peerEpoch: its LEADING vote no longer
+    equals the LOOKING votes of the round, so recvset holds no quorum and the loop goes on."""
+    b = formed()
+    _joining(b, leader_epoch=E1 + 1)
+    b.advance(0.4)
+    b.ev(1, "notification_timeout", next_timeout_ms=800, resent=True)
+    assert judge(b).verdict == "valid"
+
+
+def test_a_same_round_vote_the_core_ignored_decides_nothing():
+    b = formed()
+    _joining(b)
+    b.ev(1, "notification_ignored", reason="consumed during finalize wait", **{"from": 3}, state="LEADING", round=2)
+    b.advance(0.4)
+    b.ev(1, "notification_timeout", next_timeout_ms=800, resent=True)
+    assert judge(b).verdict == "valid"
+
+
+def test_the_same_round_rule_is_not_judged_on_3_4_nodes():
+    """3.4.6 checked the leader in outofelection: what 3537 fixed is its documented rule."""
+    b = formed()
+    _joining(b, protocol="3.4")
+    b.advance(0.4)
+    b.ev(1, "notification_timeout", next_timeout_ms=800, resent=True)
+    assert judge(b).verdict == "valid"
+
+
+def test_following_another_leader_than_the_decisive_vote_is_invalid():
+    b = formed()
+    _joining(b)
+    _followed(b, leader=2)
+    r = judge(b)
+    assert r.verdict == "invalid" and "did not follow it" in r.message

@@ -24,7 +24,7 @@ REQUIRED_PLANS = {"leader_kill", "follower_restart", "leader_isolated", "minorit
 # Plans whose point is to differ from the nightly defaults, and how.
 LONG_PLANS = {"nemesis_one_minute": 90}          # a minute of faults; its wall time is ~65 s
 NO_TXN_PLANS = {"epoch_tie_without_txns", "promise_to_a_failed_leader",   # txn_interval 0: equal zxids
-                "lost_vote_after_heal"}
+                "lost_vote_after_heal", "same_round_join"}
 
 
 def test_required_plans_exist():

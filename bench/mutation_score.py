@@ -23,6 +23,10 @@ base, where `git apply` patches it; the suite runs there with the real CLI
 (`python -m chaos run PLANS --seed S --jobs 2 --out DIR`, cwd and
 PYTHONPATH the copy), so the nodes it starts import the mutated node/.
 
+Plans this machine cannot run (`chaos.targets.plan_preflight`: a power cut
+needs FUSE, a reboot nftables and root) are left out of every pass and named
+in the output, rather than ending `unknown` everywhere and voiding the score.
+
 Before the mutants, one clean pass of the same suite on the unmutated base
 must be all `valid`; otherwise the score is void (a plan that fails on its
 own kills every mutant) and the output says so. A mutant whose patch no
@@ -265,10 +269,35 @@ def read_verdicts(out_dir: Path) -> tuple[dict[str, str], dict[str, list[str]]]:
     return runs, invalid
 
 
-def run_suite(owned: Owned, copy: Path, work: Path, tag: str, args, pycache: Path) -> SuitePass:
-    plans = sorted(glob.glob(args.plans, root_dir=copy))
+def runnable_plans(copy: Path, pattern: str) -> tuple[list[str], dict[str, str]]:
+    """The plans of ``pattern`` this machine can run, and the rest with why
+    (chaos.targets.plan_preflight: a power cut needs FUSE, a reboot nftables
+    and root). A plan that cannot run here would end `unknown` in every pass,
+    the clean one included, and void the score; left out, it is named."""
+    plans = sorted(glob.glob(pattern, root_dir=copy))
     if not plans:
-        raise SystemExit(f"--plans {args.plans!r} matches nothing")
+        raise SystemExit(f"--plans {pattern!r} matches nothing")
+    sys.path.insert(0, str(copy))
+    try:
+        from chaos.plan import PlanError, load_plan
+        from chaos.targets import plan_preflight
+        runnable, left_out = [], {}
+        for p in plans:
+            try:
+                problem = plan_preflight(load_plan(copy / p))
+            except PlanError:
+                problem = None   # `chaos run` reports a broken plan itself
+            if problem:
+                left_out[p] = problem
+            else:
+                runnable.append(p)
+        return runnable, left_out
+    finally:
+        sys.path.remove(str(copy))
+
+
+def run_suite(owned: Owned, copy: Path, work: Path, tag: str, args, pycache: Path) -> SuitePass:
+    plans = args.runnable
     out = work / f"out-{tag}"
     argv = [sys.executable, "-m", "chaos", "run", *plans, "--seed", str(args.seed),
             "--jobs", str(args.jobs), "--out", str(out)]
@@ -398,6 +427,8 @@ def _summary(outcomes: list[Outcome], clean: SuitePass | None, args, command: st
         state = "all valid" if clean.all_valid else "NOT all valid" + (f" ({clean.log})" if clean.log else "")
         out.append(f"clean pass: {state} ({len(clean.runs)} plans, {clean.seconds:.0f}s"
                    + (", timed out" if clean.code is None else "") + ")")
+    for p, why in (getattr(args, "left_out", None) or {}).items():
+        out.append(f"left out (cannot run here): {p}: {why}")
     stale = [o.name for o in outcomes if o.status in (STALE, BROKEN)]
     if stale:
         out.append(f"not scored (stale/broken, fix the patch): {', '.join(stale)}")
@@ -486,6 +517,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         base = work / "base"
         make_base(base, args.source)
+        args.runnable, args.left_out = runnable_plans(base, args.plans)
+        for p, why in args.left_out.items():
+            print(f"left out (cannot run here): {p}: {why}", flush=True)
         if not args.check and not args.skip_clean:
             print(f"clean pass: {args.plans} --seed {args.seed} --jobs {args.jobs} …", flush=True)
             clean = run_suite(owned, base, work, "clean", args, pycache)
@@ -514,6 +548,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         args.json.write_text(json.dumps({
             "command": command, "seed": args.seed, "plans": args.plans, "jobs": args.jobs,
+            "left_out": getattr(args, "left_out", {}),
             "source": args.source, "interrupted": interrupted,
             "clean": asdict(clean) if clean else None,
             "score": dict(zip(("killed", "total"), _score(outcomes))),

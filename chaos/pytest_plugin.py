@@ -325,14 +325,8 @@ def _skip_reason(plan: Any, s: Settings) -> str | None:
     from chaos.targets import TARGETS
     if target not in TARGETS:
         return f"target {target} is not installed here (known: {', '.join(sorted(TARGETS))})"
-    if plan.uses("power_loss"):
-        from chaos.lazyfs import missing_requirements
-        if (problem := missing_requirements()) is not None:
-            return problem
-    if plan.uses("reboot"):
-        from chaos.wirecut import missing_requirements as wire_missing
-        return wire_missing()
-    return None
+    from chaos.targets import plan_preflight
+    return plan_preflight(plan)
 
 
 # --------------------------------------------------------------------------- items

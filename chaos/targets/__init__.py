@@ -10,12 +10,12 @@ in without touching the handlers. ``fle`` — our own node — is the default.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Callable, Iterable, Mapping, Protocol
+from typing import Any, Callable, Iterable, Mapping, Protocol
 
 from chaos import procs
 from chaos.plan.model import Ensemble as EnsembleSpec
 
-__all__ = ["Target", "TargetFactory", "TARGETS", "register_target", "create_target", "NodeEndpoints",
+__all__ = ["Target", "TargetFactory", "TARGETS", "register_target", "create_target", "NodeEndpoints", "plan_preflight",
            "preflight"]
 
 NodeEndpoints = Mapping[int, tuple[int, Path | None]]
@@ -76,6 +76,22 @@ def preflight(kind: str, links: str | None = None, home: str | None = None) -> s
     if (links or getattr(factory, "default_links", "config")) == "netns":
         from chaos.netns import missing_requirements
         return missing_requirements()
+    return None
+
+
+def plan_preflight(plan: Any) -> str | None:
+    """None when this machine can run every step kind of ``plan``; else one line
+    saying what is missing (a power cut needs FUSE, a reboot nftables and root).
+    The run itself stops at setup with the same line (exit 3); a caller that
+    runs many plans (``pytest --chaos``, the mutation bench) leaves such a
+    plan out, saying why."""
+    if plan.uses("power_loss"):
+        from chaos.lazyfs import missing_requirements as fuse_missing
+        if (problem := fuse_missing()) is not None:
+            return problem
+    if plan.uses("reboot"):
+        from chaos.wirecut import missing_requirements as wire_missing
+        return wire_missing()
     return None
 
 

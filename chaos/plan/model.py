@@ -464,6 +464,27 @@ def _node_target(value: Any, ctx: "StepContext") -> "Selector | None":
     return target
 
 
+def _selector_or_node_mapping(key: str, key_schema: dict[str, Any], shape: str) -> dict[str, Any]:
+    """Schema of a step written `kind: SEL` or `kind: {node: SEL, KEY: ...}`."""
+    return {
+        "anyOf": [_SELECTOR,
+                  {"type": "object", "properties": {"node": _SELECTOR, key: key_schema},
+                   "additionalProperties": False}],   # `node` missing: parse says so
+        "x-expected": _SELECTOR_EXPECTED + f", or {{node: SELECTOR, {key}: {shape}}}",
+    }
+
+
+def _mapped_node_target(value: dict[str, Any], ctx: "StepContext", missing: str) -> "Selector | None":
+    """The `node:` of a step's mapping form (``missing`` when it has none); binds `as:`."""
+    if "node" not in value:
+        ctx.err(ctx.path, missing)
+    target = ctx.selector(value.get("node"), ctx.path + ("node",)) if "node" in value else None
+    ctx.scope.has_target = True
+    if ctx.bind_as:
+        ctx.scope.bind(ctx.bind_as)
+    return target
+
+
 @step_kind(*(k for k in NODE_STEP_KINDS if k != "restart"))  # restart: `Restart` below
 @dataclass(frozen=True, slots=True)
 class NodeStep(Step):
@@ -512,23 +533,13 @@ class Restart(NodeStep):
 
     snapshot: str | None = None
 
-    schema = {
-        "anyOf": [_SELECTOR,
-                  {"type": "object", "properties": {"node": _SELECTOR, "from": _NAME},
-                   "additionalProperties": False}],   # `node` missing: parse says so
-        "x-expected": _SELECTOR_EXPECTED + ", or {node: SELECTOR, from: SNAPSHOT}",
-    }
+    schema = _selector_or_node_mapping("from", _NAME, "SNAPSHOT")
 
     @classmethod
     def parse(cls, kind: str, value: Any, ctx: "StepContext") -> "Restart | None":
         if not isinstance(value, dict):
             return super(Restart, cls).parse(kind, value, ctx)  # type: ignore[return-value]
-        if "node" not in value:
-            ctx.err(ctx.path, "restart {from: ...} needs node: the node to restart")
-        target = ctx.selector(value.get("node"), ctx.path + ("node",)) if "node" in value else None
-        ctx.scope.has_target = True
-        if ctx.bind_as:
-            ctx.scope.bind(ctx.bind_as)
+        target = _mapped_node_target(value, ctx, "restart {from: ...} needs node: the node to restart")
         source = value.get("from")
         if isinstance(source, str) and source not in ctx.scope.snapshots:
             ctx.err(ctx.path + ("from",), f"restarting from snapshot '{source}' that no earlier "
@@ -1057,24 +1068,14 @@ class Reboot(Step):
     label: str = ""
 
     binds = "nodes"
-    schema = {
-        "anyOf": [_SELECTOR,
-                  {"type": "object", "properties": {"node": _SELECTOR, "down": _DURATION},
-                   "additionalProperties": False}],   # `node` missing: parse says so
-        "x-expected": _SELECTOR_EXPECTED + ", or {node: SELECTOR, down: DURATION}",
-    }
+    schema = _selector_or_node_mapping("down", _DURATION, "DURATION")
 
     @classmethod
     def parse(cls, kind: str, value: Any, ctx: "StepContext") -> "Reboot | None":
         if not isinstance(value, dict):
             target = _node_target(value, ctx)
             return None if target is None else cls(target, 1.0, ctx.bind_as, ctx.step_path, ctx.label)
-        if "node" not in value:
-            ctx.err(ctx.path, "reboot {down: ...} needs node: the node whose host crashes")
-        target = ctx.selector(value.get("node"), ctx.path + ("node",)) if "node" in value else None
-        ctx.scope.has_target = True
-        if ctx.bind_as:
-            ctx.scope.bind(ctx.bind_as)
+        target = _mapped_node_target(value, ctx, "reboot {down: ...} needs node: the node whose host crashes")
         down = ctx.duration_s(value.get("down"), ctx.path + ("down",), 1.0)
         if "down" in value:
             ctx.within_time_limit(down, ctx.path + ("down",), "reboot down time")

@@ -30,6 +30,23 @@ def run_chaos(*args: str, timeout: float = 600, cwd: Path = ROOT) -> subprocess.
                           text=True, timeout=timeout)
 
 
+def records(journal: dict, type_: str, **match) -> list[dict]:
+    """A finished run's records of one type whose fields equal ``match``."""
+    return [r for r in journal["records"] if r["type"] == type_
+            and all(r.get(k) == v for k, v in match.items())]
+
+
+def run_valid_plan(out: Path, name: str, timeout: float = 300) -> dict:
+    """Run the shipped plan ``plans/NAME.yaml`` into ``out``; assert it ends valid
+    (naming any other verdict) and return its journal."""
+    import json
+    res = run_chaos("run", str(PLANS / f"{name}.yaml"), "--out", str(out), timeout=timeout)
+    j = json.loads((out / "journal.json").read_text())
+    bad = [(i["name"], i["verdict"], i["message"]) for i in j["invariants"] if i["verdict"] != "valid"]
+    assert res.returncode == 0 and j["verdict"] == "valid", (res.stderr[-3000:], bad)
+    return j
+
+
 def start_run_until(tmp_path: Path, name: str, plan_text: str, marker: str, what: str,
                     timeout: float = 120) -> tuple[subprocess.Popen, Path]:
     """Start `chaos run` on `plan_text` in its own process group (so a signal can go to

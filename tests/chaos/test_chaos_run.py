@@ -14,15 +14,11 @@ import pytest
 
 from chaos.invariants import INVARIANTS
 
-from chaoshelp import (PLANS, ROOT, needs_node, needs_toxiproxy, start_run_until,
+from chaoshelp import (PLANS, ROOT, needs_node, needs_toxiproxy, records, start_run_until,
                        procs_mentioning, run_chaos)
 
 pytestmark = [needs_node, needs_toxiproxy]
 
-
-def records(journal: dict, type_: str, **match) -> list[dict]:
-    return [r for r in journal["records"] if r["type"] == type_
-            and all(r.get(k) == v for k, v in match.items())]
 
 
 def test_leader_kill_end_to_end(tmp_path):

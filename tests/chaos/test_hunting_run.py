@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from chaoshelp import needs_node, needs_toxiproxy, procs_mentioning, run_chaos
+from chaoshelp import needs_node, needs_toxiproxy, procs_mentioning, records, run_chaos
 
 pytestmark = [pytest.mark.slow, needs_node, needs_toxiproxy]
 
@@ -22,10 +22,6 @@ def _run(tmp_path: Path, name: str, body: str, *extra: str) -> tuple[dict, str]:
     assert not procs_mentioning(str(out))
     return json.loads((out / "journal.json").read_text()), res.stdout + res.stderr
 
-
-def records(j: dict, type_: str, **match) -> list[dict]:
-    return [r for r in j["records"] if r["type"] == type_
-            and all(r.get(k) == v for k, v in match.items())]
 
 
 SILENT = """\

@@ -14,7 +14,7 @@ import pytest
 
 from chaos import lazyfs
 
-from chaoshelp import (PLANS, needs_node, needs_toxiproxy, procs_mentioning, run_chaos,
+from chaoshelp import (needs_node, needs_toxiproxy, procs_mentioning, records, run_valid_plan,
                        start_run_until)
 
 MISSING = lazyfs.missing_requirements()
@@ -27,18 +27,11 @@ def _mounts_under(path: Path) -> list[str]:
     return [mp for mp, _ in lazyfs.mounts() if mp == root or mp.startswith(root + os.sep)]
 
 
-def records(journal: dict, type_: str, **match) -> list[dict]:
-    return [r for r in journal["records"] if r["type"] == type_
-            and all(r.get(k) == v for k, v in match.items())]
-
 
 @pytest.mark.slow
 def test_power_loss_quorum_is_valid_on_the_clean_node(tmp_path):
     out = tmp_path / "plq"
-    res = run_chaos("run", str(PLANS / "power_loss_quorum.yaml"), "--out", str(out), timeout=300)
-    j = json.loads((out / "journal.json").read_text())
-    bad = [(i["name"], i["verdict"], i["message"]) for i in j["invariants"] if i["verdict"] != "valid"]
-    assert res.returncode == 0 and j["verdict"] == "valid", (res.stderr[-3000:], bad)
+    j = run_valid_plan(out, "power_loss_quorum")
     cuts = records(j, "step_finished", kind="power_loss")
     assert len(cuts) == 2 and all(c["ok"] for c in cuts)
     followers, everyone = (sorted(c["resolved"]["target"]) for c in cuts)

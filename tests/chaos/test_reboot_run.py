@@ -13,15 +13,11 @@ import pytest
 
 from chaos import netns, procs, wirecut
 
-from chaoshelp import PLANS, needs_node, needs_toxiproxy, procs_mentioning, run_chaos, start_run_until
+from chaoshelp import needs_node, needs_toxiproxy, procs_mentioning, records, run_valid_plan, start_run_until
 
 MISSING = wirecut.missing_requirements()
 pytestmark = [needs_node, needs_toxiproxy, pytest.mark.skipif(MISSING is not None, reason=str(MISSING))]
 
-
-def records(journal: dict, type_: str, **match) -> list[dict]:
-    return [r for r in journal["records"] if r["type"] == type_
-            and all(r.get(k) == v for k, v in match.items())]
 
 
 def _table_exists(run_id: str) -> bool:
@@ -33,10 +29,7 @@ def _table_exists(run_id: str) -> bool:
 @pytest.mark.slow
 def test_reboot_half_open_links_is_valid_and_really_half_open(tmp_path):
     out = tmp_path / "rb"
-    res = run_chaos("run", str(PLANS / "reboot_half_open_links.yaml"), "--out", str(out), timeout=300)
-    j = json.loads((out / "journal.json").read_text())
-    bad = [(i["name"], i["verdict"], i["message"]) for i in j["invariants"] if i["verdict"] != "valid"]
-    assert res.returncode == 0 and j["verdict"] == "valid", (res.stderr[-3000:], bad)
+    j = run_valid_plan(out, "reboot_half_open_links")
     faults = records(j, "fault", kind="reboot")
     assert [f["phase"] for f in faults] == ["requested", "effective", "undone"] * 2
     # node 1's host crashed: between its kill and its start, neither larger sid

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import dataclasses
 
+import pytest
+
 from chaos.invariants import vote_rules
 from chaos.records import NotificationsCapped
 from chaos.report.synth import JournalBuilder
@@ -288,29 +290,18 @@ def test_not_following_a_decisive_same_round_leading_vote_is_invalid():
     assert r.evidence[1:] == (leading, nxt)
 
 
-def test_a_leading_vote_of_an_established_epoch_does_not_match_looking_votes():
-    """updateElectionVote refreshed the leader's peerEpoch: its LEADING vote no longer
-    equals the LOOKING votes of the round, so recvset holds no quorum and the loop goes on."""
+# Going on after a same-round LEADING vote is right when that vote decides nothing:
+# - "established": updateElectionVote refreshed the leader's peerEpoch, so its
+#   LEADING vote no longer equals the round's LOOKING votes and recvset holds no quorum;
+# - "3.4": 3.4.6 checked the leader in outofelection, which is its documented rule;
+# - "ignored": the core logged the notification as ignored, so it never entered recvset.
+@pytest.mark.parametrize("case", ["established", "3.4", "ignored"])
+def test_going_on_after_a_same_round_vote_that_decides_nothing_is_valid(case):
     b = formed()
-    _joining(b, leader_epoch=E1 + 1)
-    b.advance(0.4)
-    b.ev(1, "notification_timeout", next_timeout_ms=800, resent=True)
-    assert judge(b).verdict == "valid"
-
-
-def test_a_same_round_vote_the_core_ignored_decides_nothing():
-    b = formed()
-    _joining(b)
-    b.ev(1, "notification_ignored", reason="consumed during finalize wait", **{"from": 3}, state="LEADING", round=2)
-    b.advance(0.4)
-    b.ev(1, "notification_timeout", next_timeout_ms=800, resent=True)
-    assert judge(b).verdict == "valid"
-
-
-def test_the_same_round_rule_is_not_judged_on_3_4_nodes():
-    """3.4.6 checked the leader in outofelection: what 3537 fixed is its documented rule."""
-    b = formed()
-    _joining(b, protocol="3.4")
+    _joining(b, leader_epoch=E1 + 1 if case == "established" else E1, protocol="3.4" if case == "3.4" else "3.8")
+    if case == "ignored":
+        b.ev(1, "notification_ignored", reason="consumed during finalize wait", **{"from": 3}, state="LEADING",
+             round=2)
     b.advance(0.4)
     b.ev(1, "notification_timeout", next_timeout_ms=800, resent=True)
     assert judge(b).verdict == "valid"

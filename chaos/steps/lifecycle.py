@@ -154,6 +154,7 @@ def reboot(step: Any, ctx: RunContext, scope: StepScope) -> None:
                 raise
             return lambda: wire.lift(sid)
         fids.append(ctx.ledger.apply(REBOOT, {"sid": sid, "down_ms": scope.resolved["down_ms"]}, do))
+    cut_short = step.down_s > ctx.deadline_left()
     end = ctx.clock() + min(step.down_s, max(0.0, ctx.deadline_left()))
     while (left := end - ctx.clock()) > 0:
         ctx.sleep(min(left, 0.25))
@@ -162,3 +163,5 @@ def reboot(step: Any, ctx: RunContext, scope: StepScope) -> None:
         ctx.ledger.undo(fid, sid=sid)   # the wire back; half-open connections stay
         ctx.target.start(sid)
     ctx.bind(step.bind_as, sids)
+    if cut_short:   # the node is back, but not after the down time the plan asked for
+        raise scope.fail(f"time limit of {ctx.time_limit:g}s reached while node(s) {list(sids)} were down")

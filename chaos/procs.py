@@ -77,9 +77,9 @@ def set_priority(nice: int) -> None:
         pass
 
 
-def pdeathsig_preexec(parent_pid: int, nice: int = 0) -> Callable[[], None]:
+def pdeathsig_preexec(parent_pid: int, nice: int = 0, sig: int = signal.SIGKILL) -> Callable[[], None]:
     """A preexec_fn: own session (a terminal Ctrl-C reaches only the
-    orchestrator, which then ends children in order), SIGKILL on the
+    orchestrator, which then ends children in order), ``sig`` on the
     spawning thread's death, and ``nice`` (see :func:`set_priority`)."""
 
     def preexec() -> None:
@@ -88,7 +88,7 @@ def pdeathsig_preexec(parent_pid: int, nice: int = 0) -> Callable[[], None]:
         global _libc
         if _libc is None:
             _libc = ctypes.CDLL("libc.so.6", use_errno=True)
-        _libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        _libc.prctl(PR_SET_PDEATHSIG, int(sig), 0, 0, 0)
         # The parent may have died between fork and prctl: then nothing
         # would ever fire, so leave now.
         if os.getppid() != parent_pid:
@@ -101,8 +101,9 @@ def spawn(argv: Sequence[str], *, cwd: str | os.PathLike[str] | None = None,
           log_path: str | os.PathLike[str] | None = None,
           env: dict[str, str] | None = None,
           registry: "RunRegistry | None" = None, name: str | None = None,
-          child_sets_pdeathsig: bool = False) -> psutil.Popen:
-    """Start ``argv`` in its own session with PDEATHSIG=SIGKILL.
+          child_sets_pdeathsig: bool = False, pdeathsig: int = signal.SIGKILL) -> psutil.Popen:
+    """Start ``argv`` in its own session with PDEATHSIG=``pdeathsig`` (SIGKILL
+    unless the child must end itself in order, as a FUSE daemon must unmount).
 
     stdout and stderr go (appended) to ``log_path`` or /dev/null. Must be
     called from the thread that lives as long as the child (the main thread).
@@ -128,7 +129,7 @@ def spawn(argv: Sequence[str], *, cwd: str | os.PathLike[str] | None = None,
         else:
             proc = psutil.Popen(list(argv), cwd=cwd, env=env, stdin=subprocess.DEVNULL,
                                 stdout=out, stderr=subprocess.STDOUT,
-                                preexec_fn=pdeathsig_preexec(os.getpid()), close_fds=True)
+                                preexec_fn=pdeathsig_preexec(os.getpid(), sig=pdeathsig), close_fds=True)
     finally:
         out.close()
     if registry is not None:

@@ -16,10 +16,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--fsname", required=True, help="the mount's source in /proc/self/mountinfo")
     ap.add_argument("--max-dirty", type=int, default=DEFAULT_MAX_DIRTY,
                     help="bytes of dirty pages kept before a file is written back")
+    ap.add_argument("--parent-pid", type=int, default=None,
+                    help="end (unmounting) within seconds of this process's death")
     args = ap.parse_args(argv)
-    logging.basicConfig(level=logging.WARNING)
-    serve(args.mountpoint, args.control, args.fsname, args.max_dirty)
-    return 0
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    return serve(args.mountpoint, args.control, args.fsname, args.max_dirty, args.parent_pid)
 
 
 if __name__ == "__main__":

@@ -32,8 +32,11 @@ from __future__ import annotations
 import errno
 import json
 import os
+import logging
 import socket
+import subprocess
 import threading
+import time
 from typing import Any
 
 import mfusepy as fuse
@@ -41,6 +44,8 @@ import mfusepy as fuse
 from chaos.lazyfs.cache import Flush, PageCache
 
 __all__ = ["LazyOps", "ControlServer", "serve"]
+
+log = logging.getLogger("chaos.lazyfs")
 
 
 def _rel(path: str) -> str:
@@ -56,6 +61,10 @@ class LazyOps(fuse.Operations):
         self.cache = cache
         self._mutex = threading.Lock()
         self.syncs = 0
+        self.mounted = False
+
+    def init(self, path: str) -> None:
+        self.mounted = True
 
     # ---- the disk
     def _apply(self, flush: Flush, fd: int | None = None) -> None:
@@ -261,10 +270,36 @@ class ControlServer(threading.Thread):
                     pass
 
 
-def serve(mountpoint: str, control: str, fsname: str, max_dirty: int) -> None:
-    """Cover ``mountpoint`` with the lazy filesystem until unmounted."""
+def _orphan_watchdog(parent_pid: int, mountpoint: str, grace: float = 5.0, poll: float = 0.2) -> None:
+    """Once the parent is gone, allow libfuse ``grace`` seconds to end on
+    its PDEATHSIG (SIGTERM), then detach the mount and leave regardless:
+    a daemon must never outlive its run, even when its loop is wedged."""
+    while os.getppid() == parent_pid:
+        time.sleep(poll)
+    time.sleep(grace)
+    subprocess.run(["fusermount3", "-u", "-z", mountpoint], capture_output=True)
+    os._exit(1)
+
+
+def serve(mountpoint: str, control: str, fsname: str, max_dirty: int, parent_pid: int | None = None) -> int:
+    """Cover ``mountpoint`` with the lazy filesystem until unmounted or
+    signalled (libfuse ends its loop on SIGTERM/SIGINT/SIGHUP and unmounts).
+    Returns the exit code: 0 once it has served, 1 if it never mounted."""
+    if parent_pid is not None:
+        if os.getppid() != parent_pid:
+            return 1      # the parent died before PDEATHSIG was armed
+        threading.Thread(target=_orphan_watchdog, args=(parent_pid, mountpoint),
+                         name="lazyfs-orphan-watchdog", daemon=True).start()
     root = os.open(mountpoint, os.O_RDONLY | os.O_DIRECTORY)
     ops = LazyOps(root, PageCache(max_dirty))
     ControlServer(control, ops).start()
-    fuse.FUSE(ops, mountpoint, foreground=True, nothreads=True, fsname=fsname, subtype="chaos-lazyfs",
-              auto_unmount=True, direct_io=True, attr_timeout=0, entry_timeout=0, negative_timeout=0)
+    try:
+        fuse.FUSE(ops, mountpoint, foreground=True, nothreads=True, fsname=fsname, subtype="chaos-lazyfs",
+                  auto_unmount=True, direct_io=True, attr_timeout=0, entry_timeout=0, negative_timeout=0)
+    except RuntimeError as e:
+        # libfuse reports a loop ended by a signal as a nonzero code; after
+        # a mount that is a normal end, before one it is a failed start
+        if not ops.mounted:
+            raise
+        log.info("lazy filesystem on %s ended by a signal (libfuse %s)", mountpoint, e)
+    return 0 if ops.mounted else 1

@@ -172,6 +172,87 @@ def test_mount_goes_with_its_daemon(tmp_path):
         registry.close()
 
 
+ORCHESTRATOR = """\
+import subprocess, sys, time
+from chaos import lazyfs
+d = lazyfs.LazyDisk(sys.argv[1], sys.argv[2], "t", log_path=sys.argv[4])
+d.mount()
+w = subprocess.Popen([sys.executable, "-c", sys.argv[3], sys.argv[1]])
+print(d.proc.pid, w.pid, flush=True)
+time.sleep(120)
+"""
+
+WRITER = """\
+import os, sys
+f = open(os.path.join(sys.argv[1], "log"), "wb")
+while True:
+    f.write(b"x" * 512); f.flush(); os.fsync(f.fileno())
+"""
+
+
+def _wait_unmounted(path: Path, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while lazyfs.is_mounted(path) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return not lazyfs.is_mounted(path)
+
+
+def test_a_killed_orchestrator_takes_the_mount_along_while_a_node_writes(tmp_path):
+    """SIGKILL of the run with a node fsyncing into the mount: a daemon SIGKILLed by
+    PDEATHSIG left the mount behind now and then (auto_unmount wants ENOTCONN, the
+    in-flight fsync got ECONNABORTED, about once in twenty here); on SIGTERM libfuse
+    unmounts itself, and says so in the daemon's log, whether or not the race came up."""
+    run_id = uuid.uuid4().hex[:8]
+    log = tmp_path / "lazyfs.log"
+    orch = subprocess.Popen([sys.executable, "-c", ORCHESTRATOR, str(tmp_path / "v2"), run_id, WRITER, str(log)],
+                            cwd=ROOT, env=procs.python_env(ROOT), stdout=subprocess.PIPE, text=True)
+    daemon = writer = None
+    try:
+        daemon, writer = (int(x) for x in orch.stdout.readline().split())
+        time.sleep(0.3)                        # the node is mid-fsync most of the time
+        orch.kill()
+        orch.wait()
+        assert _wait_unmounted(tmp_path / "v2", 15)
+        assert procs.wait_gone([daemon], 15) == []
+        assert "ended by a signal" in log.read_text()      # libfuse's own unmount, not the helper's
+    finally:
+        for pid in (writer, daemon):
+            if pid is not None and procs.alive(pid):
+                procs.kill_tree(pid)
+        if lazyfs.is_mounted(tmp_path / "v2"):
+            subprocess.run(["fusermount3", "-u", "-z", str(tmp_path / "v2")])
+
+
+def test_a_daemon_whose_parent_dies_unnoticed_still_ends_and_unmounts(tmp_path):
+    """No PDEATHSIG at all (the parent died before it was armed, or another
+    spawner): the daemon's own watchdog sees the parent gone and leaves."""
+    (tmp_path / "v2").mkdir()
+    middle = subprocess.Popen(
+        [sys.executable, "-c",
+         "import subprocess, sys, time\n"
+         "p = subprocess.Popen([sys.executable, '-m', 'chaos.lazyfs', sys.argv[1], '--control', sys.argv[2],"
+         " '--fsname', 'chaos-lazyfs:' + sys.argv[2], '--parent-pid', str(__import__('os').getpid())])\n"
+         "print(p.pid, flush=True); time.sleep(120)\n",
+         str(tmp_path / "v2"), uuid.uuid4().hex[:8]],
+        cwd=ROOT, env=procs.python_env(ROOT), stdout=subprocess.PIPE, text=True)
+    daemon = None
+    try:
+        daemon = int(middle.stdout.readline())
+        deadline = time.monotonic() + 10
+        while not lazyfs.is_mounted(tmp_path / "v2") and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert lazyfs.is_mounted(tmp_path / "v2")
+        middle.kill()
+        middle.wait()
+        assert procs.wait_gone([daemon], 20) == []
+        assert _wait_unmounted(tmp_path / "v2", 5)
+    finally:
+        if daemon is not None and procs.alive(daemon):
+            procs.kill_tree(daemon)
+        if lazyfs.is_mounted(tmp_path / "v2"):
+            subprocess.run(["fusermount3", "-u", "-z", str(tmp_path / "v2")])
+
+
 def test_janitor_unmounts_a_dead_runs_mount_only(tmp_path):
     live_id, dead_id = uuid.uuid4().hex[:8], uuid.uuid4().hex[:8]
     registry = procs.RunRegistry(live_id, tmp_path)

@@ -343,10 +343,15 @@ class Link:
             self.stubs[i - 1].next = stub.next
         if self.closed:
             return
-        for item in items:
-            stub.send(item)
+        # Toxiproxy runs a toxic's Cleanup before the flush: one that closes
+        # the connection (timeout) passes on nothing it held. Flushing first
+        # sent a chunk queued behind dropped ones, a hole in the stream.
         if stub.active:  # a toxic that never applied (toxicity roll) has nothing to undo
             stub.wrapper.toxic.on_remove(stub)
+            if self.closed:
+                return
+        for item in items:
+            stub.send(item)
 
     def shutdown(self) -> None:
         """Stop every stub; the connection is going away."""

@@ -110,3 +110,49 @@ def test_toxicity_is_rolled_again_when_the_toxic_is_updated_on_a_live_link():
         return states
 
     assert asyncio.run(scenario()) == [False, True]
+
+
+def test_removing_a_timeout_toxic_closes_before_anything_it_queued_gets_through():
+    """A chunk still queued at the black hole when it is removed must not be
+    flushed ahead of the close: the bytes before it were dropped, and
+    delivering it left a hole in the stream (a follower got a proposal whose
+    predecessors never arrived). Toxiproxy runs the timeout's Cleanup first."""
+    async def scenario() -> bytes:
+        received = bytearray()
+        done = asyncio.Event()
+
+        async def record(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            while data := await reader.read(65536):
+                received.extend(data)
+            writer.close()
+            done.set()
+
+        app = ToxiproxyApp(seed=5, clock=RecordingClock(), emit=lambda *a, **k: None)
+        upstream = await asyncio.start_server(record, "127.0.0.1", 0)
+        proxy = app.new_proxy("p", "127.0.0.1:0", f"127.0.0.1:{upstream.sockets[0].getsockname()[1]}")
+        await proxy.start()
+        r, w = await asyncio.open_connection("127.0.0.1", int(proxy.listen.rsplit(":", 1)[1]))
+        w.write(b"before|")
+        for _ in range(200):
+            if len(received) == 7:
+                break
+            await asyncio.sleep(0.01)
+        hole = _wrapper("timeout", {"timeout": 0}, stream="upstream")
+        proxy.add_toxic(hole)
+        w.write(b"dropped|")
+        link = next(iter(proxy.connections)).links["upstream"]
+        for _ in range(200):
+            if link.received_bytes == 15:
+                break
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0.05)                # the toxic has taken and dropped it
+        link.feed(b"queued|")                    # arrives: in the toxic's queue, not yet taken
+        proxy.remove_toxic(hole)                 # ... when the heal comes
+        await asyncio.wait_for(done.wait(), 10)
+        assert await asyncio.wait_for(r.read(), 10) == b""   # the connection went
+        w.close()
+        proxy.stop()
+        upstream.close()
+        return bytes(received)
+
+    assert asyncio.run(scenario()) == b"before|"

@@ -77,7 +77,8 @@ class Toxic:
         return None
 
     def on_remove(self, stub: "Stub") -> None:
-        """Called after the stub was spliced out of a live link."""
+        """Called after the stub was spliced out of a live link, before what it
+        held is passed on; if this closes the connection, nothing is."""
 
     async def pipe(self, stub: "Stub") -> None:
         raise NotImplementedError

@@ -112,6 +112,17 @@ class RunContext:
     def deadline_left(self) -> float:
         return self.t_end - self.clock()
 
+    def sleep_within_limit(self, seconds: float) -> bool:
+        """Sleep ``seconds``, but not past the time limit, in slices so node
+        exits are noticed and progress redrawn. False when the limit cut it short."""
+        cut = seconds > self.deadline_left()
+        end = self.clock() + min(seconds, max(0.0, self.deadline_left()))
+        while (left := end - self.clock()) > 0:
+            self.sleep(min(left, 0.25))
+            self.check_exits()
+            self.progress.status()
+        return not cut
+
     def check_exits(self) -> None:
         for sid, code in self.target.poll_exits():
             self.warn(f"node {sid} exited on its own (exit code {code})")

@@ -9,15 +9,8 @@ from chaos.steps import StepFailed, StepScope, handles, run_steps
 
 @handles("sleep")
 def sleep(step: Any, ctx: RunContext, scope: StepScope) -> None:
-    """Sleeps in slices so node exits are noticed and progress redrawn."""
     scope.begin()
-    cut = step.seconds > ctx.deadline_left()
-    end = ctx.clock() + min(step.seconds, max(0.0, ctx.deadline_left()))
-    while (left := end - ctx.clock()) > 0:
-        ctx.sleep(min(left, 0.25))
-        ctx.check_exits()
-        ctx.progress.status()
-    if cut:
+    if not ctx.sleep_within_limit(step.seconds):
         raise StepFailed(f"time limit of {ctx.time_limit:g}s reached during the sleep")
 
 

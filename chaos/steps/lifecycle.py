@@ -154,11 +154,7 @@ def reboot(step: Any, ctx: RunContext, scope: StepScope) -> None:
                 raise
             return lambda: wire.lift(sid)
         fids.append(ctx.ledger.apply(REBOOT, {"sid": sid, "down_ms": scope.resolved["down_ms"]}, do))
-    cut_short = step.down_s > ctx.deadline_left()
-    end = ctx.clock() + min(step.down_s, max(0.0, ctx.deadline_left()))
-    while (left := end - ctx.clock()) > 0:
-        ctx.sleep(min(left, 0.25))
-        ctx.progress.status()
+    cut_short = not ctx.sleep_within_limit(step.down_s)
     for fid, sid in zip(fids, sids):
         ctx.ledger.undo(fid, sid=sid)   # the wire back; half-open connections stay
         ctx.target.start(sid)

@@ -60,9 +60,19 @@ def _recv(sock: socket.socket, timeout: float) -> bytes | None:
         return None
 
 
-@needs_nft
-def test_a_node_killed_behind_a_cut_leaves_its_peer_half_open_until_it_writes():
+@pytest.fixture
+def live_run(tmp_path):
+    """A run id in the run registry, as a real run's is before it makes any
+    table: another run's janitor (a concurrent test or plan run) leaves it be."""
     run_id = secrets.token_hex(4)
+    registry = procs.RunRegistry(run_id, tmp_path)
+    yield run_id
+    registry.close()
+
+
+@needs_nft
+def test_a_node_killed_behind_a_cut_leaves_its_peer_half_open_until_it_writes(live_run):
+    run_id = live_run
     listener = socket.create_server(("127.0.0.1", 0))
     port = listener.getsockname()[1]
     peer = socket.create_connection(("127.0.0.1", port))      # a proxy's end: dport = the node's port
@@ -98,19 +108,25 @@ def test_a_node_killed_behind_a_cut_leaves_its_peer_half_open_until_it_writes():
 
 
 @needs_nft
-def test_forgetting_with_the_wire_up_is_refused():
-    cuts = WireCuts(secrets.token_hex(4), {1: NodeWire(1, own=(1,))}, own_table=True)
+def test_forgetting_with_the_wire_up_is_refused(live_run):
+    cuts = WireCuts(live_run, {1: NodeWire(1, own=(1,))}, own_table=True)
     with pytest.raises(wirecut.WireCutError, match="wire up"):
         cuts.forget(1)
 
 
 @needs_nft
-def test_the_janitor_removes_the_cuts_of_a_run_that_was_killed():
-    """A SIGKILLed orchestrator runs no cleanup: the next run's janitor drops its table."""
+def test_the_janitor_removes_the_cuts_of_a_run_that_was_killed(tmp_path):
+    """A SIGKILLed orchestrator runs no cleanup: the next run's janitor drops its
+    table, and only then: while the run lives, its table is left alone."""
     run_id = secrets.token_hex(4)
+    registry = procs.RunRegistry(run_id, tmp_path)
     cuts = WireCuts(run_id, {1: NodeWire(1, own=(9,))}, own_table=True)
-    cuts.open()
-    cuts.cut(1)
-    assert run_id in netns.leftovers()
-    netns.janitor(procs.live_run_ids())
+    try:
+        cuts.open()
+        cuts.cut(1)
+        assert run_id in netns.leftovers()
+        assert run_id not in netns.janitor(procs.live_run_ids()) and _table_exists(cuts.table)
+    finally:
+        registry.close()        # the orchestrator is gone (its registry file with it)
+    netns.janitor(procs.live_run_ids())   # (or a concurrent run's janitor did it first)
     assert run_id not in netns.leftovers() and not _table_exists(cuts.table)

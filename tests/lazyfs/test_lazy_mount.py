@@ -203,6 +203,7 @@ def test_a_killed_orchestrator_takes_the_mount_along_while_a_node_writes(tmp_pat
     in-flight fsync got ECONNABORTED, about once in twenty here); on SIGTERM libfuse
     unmounts itself, and says so in the daemon's log, whether or not the race came up."""
     run_id = uuid.uuid4().hex[:8]
+    registry = procs.RunRegistry(run_id, tmp_path)     # live: no concurrent janitor unmounts it first
     log = tmp_path / "lazyfs.log"
     orch = subprocess.Popen([sys.executable, "-c", ORCHESTRATOR, str(tmp_path / "v2"), run_id, WRITER, str(log)],
                             cwd=ROOT, env=procs.python_env(ROOT), stdout=subprocess.PIPE, text=True)
@@ -221,19 +222,22 @@ def test_a_killed_orchestrator_takes_the_mount_along_while_a_node_writes(tmp_pat
                 procs.kill_tree(pid)
         if lazyfs.is_mounted(tmp_path / "v2"):
             subprocess.run(["fusermount3", "-u", "-z", str(tmp_path / "v2")])
+        registry.close()
 
 
 def test_a_daemon_whose_parent_dies_unnoticed_still_ends_and_unmounts(tmp_path):
     """No PDEATHSIG at all (the parent died before it was armed, or another
     spawner): the daemon's own watchdog sees the parent gone and leaves."""
     (tmp_path / "v2").mkdir()
+    control = uuid.uuid4().hex[:8]
+    registry = procs.RunRegistry(control, tmp_path)
     middle = subprocess.Popen(
         [sys.executable, "-c",
          "import subprocess, sys, time\n"
          "p = subprocess.Popen([sys.executable, '-m', 'chaos.lazyfs', sys.argv[1], '--control', sys.argv[2],"
          " '--fsname', 'chaos-lazyfs:' + sys.argv[2], '--parent-pid', str(__import__('os').getpid())])\n"
          "print(p.pid, flush=True); time.sleep(120)\n",
-         str(tmp_path / "v2"), uuid.uuid4().hex[:8]],
+         str(tmp_path / "v2"), control],
         cwd=ROOT, env=procs.python_env(ROOT), stdout=subprocess.PIPE, text=True)
     daemon = None
     try:
@@ -251,6 +255,7 @@ def test_a_daemon_whose_parent_dies_unnoticed_still_ends_and_unmounts(tmp_path):
             procs.kill_tree(daemon)
         if lazyfs.is_mounted(tmp_path / "v2"):
             subprocess.run(["fusermount3", "-u", "-z", str(tmp_path / "v2")])
+        registry.close()
 
 
 def test_janitor_unmounts_a_dead_runs_mount_only(tmp_path):

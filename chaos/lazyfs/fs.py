@@ -31,8 +31,8 @@ from __future__ import annotations
 
 import errno
 import json
-import os
 import logging
+import os
 import socket
 import subprocess
 import threading

@@ -190,6 +190,16 @@ while True:
 """
 
 
+def _clean_up(pids: list[int | None], mountpoint: Path, registry: procs.RunRegistry) -> None:
+    """Whatever a failed assertion left: the processes, the mount, the run's registration."""
+    for pid in pids:
+        if pid is not None and procs.alive(pid):
+            procs.kill_tree(pid)
+    if lazyfs.is_mounted(mountpoint):
+        subprocess.run(["fusermount3", "-u", "-z", str(mountpoint)])
+    registry.close()
+
+
 def _wait_unmounted(path: Path, timeout: float) -> bool:
     deadline = time.monotonic() + timeout
     while lazyfs.is_mounted(path) and time.monotonic() < deadline:
@@ -217,12 +227,7 @@ def test_a_killed_orchestrator_takes_the_mount_along_while_a_node_writes(tmp_pat
         assert procs.wait_gone([daemon], 15) == []
         assert "ended by a signal" in log.read_text()      # libfuse's own unmount, not the helper's
     finally:
-        for pid in (writer, daemon):
-            if pid is not None and procs.alive(pid):
-                procs.kill_tree(pid)
-        if lazyfs.is_mounted(tmp_path / "v2"):
-            subprocess.run(["fusermount3", "-u", "-z", str(tmp_path / "v2")])
-        registry.close()
+        _clean_up([writer, daemon], tmp_path / "v2", registry)
 
 
 def test_a_daemon_whose_parent_dies_unnoticed_still_ends_and_unmounts(tmp_path):
@@ -251,11 +256,7 @@ def test_a_daemon_whose_parent_dies_unnoticed_still_ends_and_unmounts(tmp_path):
         assert procs.wait_gone([daemon], 20) == []
         assert _wait_unmounted(tmp_path / "v2", 5)
     finally:
-        if daemon is not None and procs.alive(daemon):
-            procs.kill_tree(daemon)
-        if lazyfs.is_mounted(tmp_path / "v2"):
-            subprocess.run(["fusermount3", "-u", "-z", str(tmp_path / "v2")])
-        registry.close()
+        _clean_up([daemon], tmp_path / "v2", registry)
 
 
 def test_janitor_unmounts_a_dead_runs_mount_only(tmp_path):

@@ -7,6 +7,7 @@ pid, and the teardown errors, so an orphan is a red build, not a slow leak.
 """
 from __future__ import annotations
 
+import json
 import os
 
 import psutil
@@ -79,3 +80,24 @@ def no_process_outlives_its_test(request):
     if lines:
         pytest.fail("processes left behind by this test (now killed):\n  " + "\n  ".join(lines),
                     pytrace=False)
+
+
+@pytest.fixture
+def hold_run():
+    """``hold_run(run_id)`` keeps a run live in the run registry under this
+    test's pid, beside the run's own entry. A test that SIGKILLs a run and then
+    looks at what it left needs it: a concurrent test's run would otherwise see
+    the run dead and its janitor could take the leftovers first."""
+    from chaos import procs
+    held = []
+
+    def hold(run_id: str) -> None:
+        me = psutil.Process()
+        path = procs.REGISTRY_DIR / f"{run_id}.held-by-{me.pid}.json"
+        path.write_text(json.dumps({"run_id": run_id, "run_dir": "", "pid": me.pid,
+                                    "create_time": me.create_time(), "children": []}))
+        held.append(path)
+
+    yield hold
+    for path in held:
+        path.unlink(missing_ok=True)

@@ -64,11 +64,12 @@ steps:
 @pytest.mark.slow
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGKILL],
                          ids=["SIGINT-group", "SIGTERM", "SIGKILL"])
-def test_an_interrupted_reboot_leaves_no_cut(tmp_path, sig):
+def test_an_interrupted_reboot_leaves_no_cut(tmp_path, sig, hold_run):
     proc, out = start_run_until(tmp_path, "long_reboot", LONG_REBOOT, '"phase":"effective","fault_id":"f1"',
                                 "cut a wire")
     run_id = json.loads((out / "journal.jsonl").read_text().splitlines()[1])["header"]["run"]["id"]
     assert _table_exists(run_id)
+    hold_run(run_id)                               # (a concurrent run's janitor leaves it be)
     if sig == signal.SIGINT:
         os.killpg(proc.pid, sig)                   # ^C at a terminal: the whole foreground group
     else:
@@ -77,7 +78,8 @@ def test_an_interrupted_reboot_leaves_no_cut(tmp_path, sig):
     if sig == signal.SIGKILL:
         # no cleanup ran; the next run's janitor drops the table (chaos.netns.janitor)
         assert _table_exists(run_id)
-        netns.janitor(procs.live_run_ids())
+        assert run_id in netns.janitor(procs.live_run_ids() - {run_id})
+        procs.janitor()                            # and the dead run's registry entry
     else:
         assert proc.returncode == 3, stdout + stderr
         j = json.loads((out / "journal.json").read_text())

@@ -139,7 +139,7 @@ def test_isolated_leader_reaches_followers_only_through_proxies(tmp_path):
     _assert_nothing_left(out, j["run"]["id"])
 
 
-def test_sigkill_of_chaos_run_leaves_nothing_the_janitor_does_not_remove(tmp_path):
+def test_sigkill_of_chaos_run_leaves_nothing_the_janitor_does_not_remove(tmp_path, hold_run):
     out = tmp_path / "run"
     p = _chaos("plans/leader_kill.yaml", "--target", "zookeeper", "--out", str(out))
     try:
@@ -152,6 +152,7 @@ def test_sigkill_of_chaos_run_leaves_nothing_the_janitor_does_not_remove(tmp_pat
             time.sleep(0.5)
         assert run_id and len(_jvms(out)) == 3, "the ensemble never started"
         assert run_id in netns.leftovers()
+        hold_run(run_id)
         os.kill(p.pid, signal.SIGKILL)
         p.wait(10)
     finally:
@@ -165,6 +166,7 @@ def test_sigkill_of_chaos_run_leaves_nothing_the_janitor_does_not_remove(tmp_pat
     assert not _jvms(out)
     # the namespaces and the table stay until a janitor sees the run is dead
     assert run_id in netns.leftovers()
-    removed = netns.janitor(procs.live_run_ids())
+    removed = netns.janitor(procs.live_run_ids() - {run_id})
     assert run_id in removed
     _assert_nothing_left(out, run_id)
+

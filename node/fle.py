@@ -115,9 +115,12 @@ class Decided:
     notifications_sent: int
     notifications_received: int
     nonvoter_echoes: int = 0
-    """Notifications from non-voters, each answered at once (so in both counts
-    above): a LOOKING voter and an OBSERVING observer echo at machine speed,
-    as ZooKeeper's WorkerReceiver does; no part of the election's own work."""
+    """Exchanges with the other side of the voter line, one notification
+    received and one answered at once each (so in both counts above). A voter
+    answers every non-voter at once with its current vote, as ZooKeeper's
+    WorkerReceiver does; a LOOKING observer answers such an answer back when
+    it comes from an older round. So a voter and an observer echo at machine
+    speed until both decide: the CPU's work, not the election's."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -308,6 +311,8 @@ class FastLeaderElection:
             if n.state == LOOKING and n.round < self._logical_clock:
                 leader, zxid, epoch = self._prop
                 self._send(n.sid, LOOKING, leader, zxid, self._logical_clock, epoch)
+                if not self.is_voter:
+                    self._echoes += 1  # a voter's at-once answer, a round behind, answered back
             self._loop_turn(now_ms, n)
         elif n.state == LOOKING:
             if self.protocol == "3.4" and n.version == 0:

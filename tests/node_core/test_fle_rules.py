@@ -283,6 +283,32 @@ def test_echoes_with_non_voters_are_counted_apart_in_the_decision():
     assert d.notifications_received == 7 and d.notifications_sent >= 5 + 3
 
 
+def test_an_observer_counts_its_answers_to_a_voter_a_round_behind_as_echoes():
+    """The observer's half of that exchange: a voter still LOOKING in an older
+    round answers each observer notification with its current vote at once,
+    and the observer, LOOKING in a newer round, answers a lagging LOOKING
+    sender back, so the two trade at machine speed until the voter decides.
+    A voter's own notifications in the observer's round are no echo."""
+    c = started(4, observers=(4,))
+    c.on_notification(1, n(1, L, 1, rnd=3))                 # the ensemble is in round 3
+    for _ in range(5):
+        fx = c.on_notification(2, n(2, L, 1, rnd=2))        # voter 2 is still in round 2
+        assert [s.to for s in sends(fx)] == [2] and sends(fx)[0].round == 3
+    fx = c.on_notification(3, n(2, F, 1, rnd=3)) + c.on_notification(3, n(1, LD, 1, rnd=3))
+    d = of(fx, Decided)[0]
+    assert d.vote.leader == 1 and d.nonvoter_echoes == 5
+    assert d.notifications_received == 8 and d.notifications_sent >= 5
+
+
+def test_a_voter_answering_a_voter_a_round_behind_counts_no_echo():
+    c = started(1)
+    c.on_notification(1, n(2, L, 3, rnd=3))
+    for _ in range(3):
+        assert [s.to for s in sends(c.on_notification(2, n(3, L, 3, rnd=2)))] == [3]
+    fx = c.on_notification(3, n(3, L, 3, rnd=3))
+    fx += c.on_timer(500, FINALIZE_TIMER, have_delivered=True)
+    assert of(fx, Decided)[0].nonvoter_echoes == 0
+
 def test_not_looking_answers_looking_sender_with_current_vote_and_its_round():
     c = started(1)
     c.on_notification(1, n(2, LD, 2, rnd=1))

@@ -232,13 +232,18 @@ def terminate(proc: psutil.Popen | psutil.Process, timeout: float = 5.0) -> int 
 
 
 class RunRegistry:
-    """One JSON file per live run: who the orchestrator is and what it spawned."""
+    """One JSON file per live run: who the orchestrator is and what it spawned.
 
-    def __init__(self, run_id: str, run_dir: str | os.PathLike[str], directory: Path = REGISTRY_DIR) -> None:
+    ``key`` names the file when it is not the run's own: a second entry under
+    another live process keeps a run live for janitors after its orchestrator
+    died (a test inspecting what a SIGKILLed run left)."""
+
+    def __init__(self, run_id: str, run_dir: str | os.PathLike[str], directory: Path = REGISTRY_DIR,
+                 key: str | None = None) -> None:
         self.run_id = run_id
         self.run_dir = str(Path(run_dir).resolve())
         directory.mkdir(parents=True, exist_ok=True)
-        self.path = directory / f"{run_id}.json"
+        self.path = directory / f"{key or run_id}.json"
         me = psutil.Process()
         self._data = {"run_id": run_id, "run_dir": self.run_dir, "pid": me.pid,
                       "create_time": me.create_time(), "children": [], "proxy_prefix": None,

@@ -7,7 +7,6 @@ pid, and the teardown errors, so an orphan is a red build, not a slow leak.
 """
 from __future__ import annotations
 
-import json
 import os
 
 import psutil
@@ -83,7 +82,7 @@ def no_process_outlives_its_test(request):
 
 
 @pytest.fixture
-def hold_run():
+def hold_run(tmp_path):
     """``hold_run(run_id)`` keeps a run live in the run registry under this
     test's pid, beside the run's own entry. A test that SIGKILLs a run and then
     looks at what it left needs it: a concurrent test's run would otherwise see
@@ -92,12 +91,8 @@ def hold_run():
     held = []
 
     def hold(run_id: str) -> None:
-        me = psutil.Process()
-        path = procs.REGISTRY_DIR / f"{run_id}.held-by-{me.pid}.json"
-        path.write_text(json.dumps({"run_id": run_id, "run_dir": "", "pid": me.pid,
-                                    "create_time": me.create_time(), "children": []}))
-        held.append(path)
+        held.append(procs.RunRegistry(run_id, tmp_path, key=f"{run_id}.held-by-{os.getpid()}"))
 
     yield hold
-    for path in held:
-        path.unlink(missing_ok=True)
+    for registry in held:
+        registry.close()

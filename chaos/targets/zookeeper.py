@@ -161,10 +161,14 @@ class ElectionFold:
     notification counts: every ``Notification:`` taken while LOOKING, every
     broadcast, and the one reply WorkerReceiver sends unlogged to each LOOKING
     notification of a round below the server's (its round is that of its last
-    broadcast). ZooKeeper logs nothing of its exchange with non-voters, which
-    is no election cost here either (``nonvoter_echoes`` on our node)."""
+    broadcast). ZooKeeper logs nothing of a voter's exchange with non-voters,
+    which is no election cost here either. The non-voter's side of it is
+    logged: the voter's at-once answer comes in from an older round and is
+    answered back, and those pairs are ``nonvoter_echoes``, as on our node."""
 
-    def __init__(self) -> None:
+    def __init__(self, nonvoters: frozenset[int] = frozenset()) -> None:
+        self.nonvoters = nonvoters
+        self._echoes: dict[int, int] = {}
         self._start: dict[int, dict] = {}
         self._left: dict[int, dict] = {}
         self._round: dict[int, int] = {}
@@ -184,6 +188,8 @@ class ElectionFold:
             mine = self._round.get(sid)
             if ev.get("state") == "LOOKING" and mine is not None and ev["round"] < mine:
                 counts[0] += 1
+                if sid in self.nonvoters:
+                    self._echoes[sid] = self._echoes.get(sid, 0) + 1
 
     def feed(self, ev: dict | None) -> list[dict]:
         if ev is None:
@@ -193,6 +199,7 @@ class ElectionFold:
         if kind == "election_started":
             self._start[sid] = ev
             self._counts[sid] = [0, 0]
+            self._echoes[sid] = 0
             self._rounds[sid] = set()
             self._round.pop(sid, None)
             return []
@@ -214,7 +221,7 @@ class ElectionFold:
             counts, rounds = self._counts.pop(sid, None), self._rounds.pop(sid, set())
             if counts is not None:
                 ev = {**ev, "notifications_sent": counts[0], "notifications_received": counts[1],
-                      "rounds": max(1, len(rounds))}
+                      "nonvoter_echoes": self._echoes.pop(sid, 0), "rounds": max(1, len(rounds))}
             return out + [ev]
         return [ev]
 
@@ -283,7 +290,8 @@ class ZooKeeperTarget(ProcessTarget):
                 dir=d, data_dir=d / "data", cfg_path=d / "zoo.cfg", log_path=d / "zk.log",
                 events_path=d / "zk.log")
         self._mono_offset = time.time() - time.monotonic()
-        self._fold = ElectionFold()   # only the observer's tail thread feeds it
+        # only the observer's tail thread feeds it
+        self._fold = ElectionFold(frozenset(s for s in spec.sids if spec.is_observer(s)))
 
     def host(self, sid: int) -> str:
         return self.net.net.address(sid)

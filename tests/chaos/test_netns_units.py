@@ -229,3 +229,22 @@ def test_the_fold_counts_an_elections_notifications_with_the_replies_zookeeper_d
            for e in fold.feed(parse_log_line(1, line, 0.0))]
     finished = next(e for e in evs if e["event"] == "election_finished")
     assert (finished["notifications_sent"], finished["notifications_received"]) == (3, 3)
+
+
+def test_an_observers_answers_to_a_voter_a_round_behind_are_echoes_not_election_work():
+    """A voter answers the observer at once from its older round; the observer,
+    LOOKING in a newer one, answers back, unlogged. Those pairs go out as
+    ``nonvoter_echoes`` (which election_cost leaves out), as on our node; a
+    voter's answers to a voter stay counted as work."""
+    from chaos.targets.zookeeper import ElectionFold
+    recv = ("2026-11-29 04:13:02,95{i} INFO [WorkerReceiver[myid=1]] FastLeaderElection - Notification: my state:"
+            "LOOKING; n.sid:3, n.state:LOOKING, n.leader:3, n.round:0x1, n.peerEpoch:0x1, n.zxid:0x100000020, "
+            "message format version:0x2, n.config version:0x0")
+    lines = FOLD_LINES.splitlines()
+    for nonvoters, echoes in ((frozenset({1}), 4), (frozenset({4}), 0)):
+        fold = ElectionFold(nonvoters)
+        evs = [e for line in lines[:3] + [recv.format(i=i) for i in range(4)] + lines[3:]
+               for e in fold.feed(parse_log_line(1, line, 0.0))]
+        finished = next(e for e in evs if e["event"] == "election_finished")
+        assert (finished["notifications_sent"], finished["notifications_received"]) == (2 + 4, 4)
+        assert finished["nonvoter_echoes"] == echoes

@@ -168,11 +168,10 @@ class ElectionFold:
 
     def __init__(self, nonvoters: frozenset[int] = frozenset()) -> None:
         self.nonvoters = nonvoters
-        self._echoes: dict[int, int] = {}
         self._start: dict[int, dict] = {}
         self._left: dict[int, dict] = {}
         self._round: dict[int, int] = {}
-        self._counts: dict[int, list[int]] = {}   # sid -> [sent, received] of the open election
+        self._counts: dict[int, list[int]] = {}   # sid -> [sent, received, echoes] of the open election
         self._rounds: dict[int, set[int]] = {}    # sid -> rounds it broadcast in (every new one is broadcast)
 
     def _count(self, ev: dict) -> None:
@@ -188,8 +187,7 @@ class ElectionFold:
             mine = self._round.get(sid)
             if ev.get("state") == "LOOKING" and mine is not None and ev["round"] < mine:
                 counts[0] += 1
-                if sid in self.nonvoters:
-                    self._echoes[sid] = self._echoes.get(sid, 0) + 1
+                counts[2] += sid in self.nonvoters
 
     def feed(self, ev: dict | None) -> list[dict]:
         if ev is None:
@@ -198,8 +196,7 @@ class ElectionFold:
         self._count(ev)
         if kind == "election_started":
             self._start[sid] = ev
-            self._counts[sid] = [0, 0]
-            self._echoes[sid] = 0
+            self._counts[sid] = [0, 0, 0]
             self._rounds[sid] = set()
             self._round.pop(sid, None)
             return []
@@ -221,7 +218,7 @@ class ElectionFold:
             counts, rounds = self._counts.pop(sid, None), self._rounds.pop(sid, set())
             if counts is not None:
                 ev = {**ev, "notifications_sent": counts[0], "notifications_received": counts[1],
-                      "nonvoter_echoes": self._echoes.pop(sid, 0), "rounds": max(1, len(rounds))}
+                      "nonvoter_echoes": counts[2], "rounds": max(1, len(rounds))}
             return out + [ev]
         return [ev]
 
